@@ -1,0 +1,87 @@
+// Cell: one named endpoint of the Ember network (docs/wire-format.md). A cell may listen
+// for children and may connect to one parent; messages are routed by FQCN: to itself,
+// to a connected child whose name is a prefix of the destination, else to the parent.
+//
+//   auto server = Cell::Start({.name = "server", .listen = "127.0.0.1:0"}).value();
+//   server->Handle("echo", [](Message m, Responder r) { r.Reply(m.h(), m.body); });
+//   auto site = Cell::Start({.name = "site-1", .parent = server->listen_address()}).value();
+//   Result<Message> reply = site->Request("server", Message::Make("echo"), 10s);
+//
+// Thread-safety: all public methods are thread-safe. Handlers run on the cell's worker
+// threads (never on an io thread) and must not block for long: keep the Responder and
+// reply later instead. Request() blocks its caller and must not be called from a handler.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "base/status.h"
+#include "cell/message.h"
+
+namespace ember::cell {
+
+struct CellOptions {
+  std::string name;            // this cell's FQCN, e.g. "server", "site-1", "site-1.<job_id>"
+  std::string listen;          // "host:port" to accept children on ("127.0.0.1:0" = any port); empty = none
+  std::string parent;          // "host:port" of the parent cell; empty = root
+  std::string token;           // HELLO token children must present; empty = none required
+  std::string parent_token;    // token this cell presents to its parent
+  size_t chunk_size = 1 << 20;                       // streaming_chunk_size: DATA frame payload
+  int io_threads = 1;                                // asio io threads
+  int worker_threads = 2;                            // handler threads
+  std::chrono::milliseconds connect_timeout{10000};  // first connection to the parent
+};
+
+// Replies to one request, exactly once; later calls are ignored. Copyable; may outlive
+// the handler call and be used from any thread. If the cell stops first, Reply is a no-op.
+class Responder {
+ public:
+  class Impl;
+  Responder() = default;
+  explicit Responder(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+  void Reply(Json h = Json::object(), std::shared_ptr<BodySource> body = nullptr);
+  void Error(StatusCode code, std::string message);
+  // The requesting cell's FQCN.
+  std::string peer() const;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+class Cell {
+ public:
+  using Handler = std::function<void(Message request, Responder responder)>;
+  using PeerCallback = std::function<void(const std::string& peer, bool connected)>;
+
+  virtual ~Cell() = default;
+  // Starts io threads, listens and/or connects. Fails if the listen address cannot be
+  // bound or the parent is not reachable within connect_timeout.
+  static Result<std::shared_ptr<Cell>> Start(CellOptions options);
+
+  virtual const std::string& name() const = 0;
+  // "127.0.0.1:<port>" actually bound (empty if not listening).
+  virtual std::string listen_address() const = 0;
+
+  // Registers the handler for `topic` (req and fire messages). Register before traffic.
+  virtual void Handle(std::string topic, Handler handler) = 0;
+  // Called when a direct peer (child or parent) connects or disconnects.
+  virtual void OnPeer(PeerCallback callback) = 0;
+
+  // Sends a request to `dst` and waits for the reply. The reply's non-OK status (timeout,
+  // unreachable, no_handler, remote error) is returned as the Status.
+  virtual Result<Message> Request(const std::string& dst, Message request,
+                                  std::chrono::milliseconds timeout) = 0;
+  // Same, but calls `done` (on a worker thread) instead of blocking.
+  virtual void RequestAsync(const std::string& dst, Message request, std::chrono::milliseconds timeout,
+                            std::function<void(Result<Message>)> done) = 0;
+  // Fire-and-forget. Fails only if `dst` has no route right now.
+  virtual Status Fire(const std::string& dst, Message message) = 0;
+
+  // Stops accepting, fails pending requests with kUnavailable, closes connections and
+  // joins the threads. Idempotent.
+  virtual void Stop() = 0;
+};
+
+}  // namespace ember::cell

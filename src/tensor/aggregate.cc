@@ -1,0 +1,252 @@
+#include "tensor/aggregate.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "tensor/half.h"
+
+namespace ember::tensor {
+namespace {
+
+static_assert(std::endian::native == std::endian::little,
+              "safetensors data is little-endian; big-endian hosts need byte swaps here");
+
+// Element loaders: kSize bytes at p -> a number.
+template <typename T>
+struct RawLoader {
+  static constexpr size_t kSize = sizeof(T);
+  static T Load(const uint8_t* p) {
+    T value;
+    std::memcpy(&value, p, sizeof(T));
+    return value;
+  }
+};
+struct HalfLoader {
+  static constexpr size_t kSize = 2;
+  static float Load(const uint8_t* p) { return HalfToFloat(RawLoader<uint16_t>::Load(p)); }
+};
+struct BFloat16Loader {
+  static constexpr size_t kSize = 2;
+  static float Load(const uint8_t* p) { return BFloat16ToFloat(RawLoader<uint16_t>::Load(p)); }
+};
+struct BoolLoader {
+  static constexpr size_t kSize = 1;
+  static uint8_t Load(const uint8_t* p) { return *p != 0; }
+};
+
+template <typename Loader, typename Acc>
+void AddLoaded(const uint8_t* src, size_t count, Acc weight, Acc* dst) {
+  for (size_t i = 0; i < count; ++i) dst[i] += weight * Acc(Loader::Load(src + i * Loader::kSize));
+}
+
+template <typename Acc>
+void AddAs(DType dtype, const uint8_t* src, size_t count, Acc weight, Acc* dst) {
+  switch (dtype) {
+    case DType::kF64: return AddLoaded<RawLoader<double>>(src, count, weight, dst);
+    case DType::kF32: return AddLoaded<RawLoader<float>>(src, count, weight, dst);
+    case DType::kF16: return AddLoaded<HalfLoader>(src, count, weight, dst);
+    case DType::kBF16: return AddLoaded<BFloat16Loader>(src, count, weight, dst);
+    case DType::kI64: return AddLoaded<RawLoader<int64_t>>(src, count, weight, dst);
+    case DType::kI32: return AddLoaded<RawLoader<int32_t>>(src, count, weight, dst);
+    case DType::kI16: return AddLoaded<RawLoader<int16_t>>(src, count, weight, dst);
+    case DType::kI8: return AddLoaded<RawLoader<int8_t>>(src, count, weight, dst);
+    case DType::kU8: return AddLoaded<RawLoader<uint8_t>>(src, count, weight, dst);
+    case DType::kBool: return AddLoaded<BoolLoader>(src, count, weight, dst);
+  }
+}
+
+// Rounds to nearest (ties away from zero) and clamps to T's range; NaN -> 0.
+template <typename T>
+T SaturatingRound(double value) {
+  if (std::isnan(value)) return 0;
+  double rounded = std::round(value);
+  const double limit = double(uint64_t{1} << std::numeric_limits<T>::digits);  // max + 1
+  if (rounded >= limit) return std::numeric_limits<T>::max();
+  if (rounded < (std::is_signed_v<T> ? -limit : 0.0)) return std::numeric_limits<T>::min();
+  return T(rounded);
+}
+
+template <typename T, typename Acc, typename Convert>
+void StoreMean(const Acc* sum, size_t count, double total, uint8_t* dst, Convert convert) {
+  for (size_t i = 0; i < count; ++i) {
+    T value = convert(double(sum[i]) / total);
+    std::memcpy(dst + i * sizeof(T), &value, sizeof(T));
+  }
+}
+
+template <typename Acc>
+void StoreMeanAs(DType out, const Acc* sum, size_t n, double total, uint8_t* dst) {
+  switch (out) {
+    case DType::kF64: return StoreMean<double>(sum, n, total, dst, [](double v) { return v; });
+    case DType::kF32:
+      return StoreMean<float>(sum, n, total, dst, [](double v) { return float(v); });
+    case DType::kF16: return StoreMean<uint16_t>(sum, n, total, dst, DoubleToHalf);
+    case DType::kBF16: return StoreMean<uint16_t>(sum, n, total, dst, DoubleToBFloat16);
+    case DType::kI64: return StoreMean<int64_t>(sum, n, total, dst, SaturatingRound<int64_t>);
+    case DType::kI32: return StoreMean<int32_t>(sum, n, total, dst, SaturatingRound<int32_t>);
+    case DType::kI16: return StoreMean<int16_t>(sum, n, total, dst, SaturatingRound<int16_t>);
+    case DType::kI8: return StoreMean<int8_t>(sum, n, total, dst, SaturatingRound<int8_t>);
+    case DType::kU8: return StoreMean<uint8_t>(sum, n, total, dst, SaturatingRound<uint8_t>);
+    case DType::kBool:
+      return StoreMean<uint8_t>(sum, n, total, dst, [](double v) { return uint8_t(v >= 0.5); });
+  }
+}
+
+std::string Describe(DType dtype, const std::vector<int64_t>& shape) {
+  return std::string(DTypeName(dtype)) + " " + ShapeToString(shape);
+}
+
+std::string TensorContext(const std::string& name) { return "tensor '" + name + "'"; }
+
+Status CheckWeight(const std::string& name, double weight) {
+  if (std::isfinite(weight) && weight >= 0) return Status::Ok();
+  return Status::InvalidArgument(TensorContext(name) + ": weight " + std::to_string(weight) +
+                                 " is not a finite number >= 0");
+}
+
+}  // namespace
+
+Status WeightedSum::Add(const std::string& name, const TensorView& x, double weight) {
+  EMBER_RETURN_IF_ERROR(CheckWeight(name, weight));
+  Result<TensorView> checked = TensorView::Make(x.dtype, x.shape, x.bytes);
+  if (!checked.ok()) return checked.status().WithContext(TensorContext(name));
+  EMBER_ASSIGN_OR_RETURN(Accumulator * acc, FindOrCreate(name, x.dtype, x.shape));
+  return Accumulate(name, *acc, 0, x.bytes, weight);
+}
+
+Status WeightedSum::AddPiece(const TensorInfo& info, uint64_t offset_in_tensor,
+                             std::span<const uint8_t> bytes, double weight) {
+  EMBER_RETURN_IF_ERROR(CheckWeight(info.name, weight));
+  EMBER_ASSIGN_OR_RETURN(Accumulator * acc, FindOrCreate(info.name, info.dtype, info.shape));
+  return Accumulate(info.name, *acc, offset_in_tensor, bytes, weight);
+}
+
+double WeightedSum::total_weight(const std::string& name) const {
+  auto it = sums_.find(name);
+  return it == sums_.end() ? 0.0 : it->second.total_weight;
+}
+
+Result<std::vector<uint8_t>> WeightedSum::Mean(const std::string& name, DType out_dtype) const {
+  auto it = sums_.find(name);
+  if (it == sums_.end()) return Status::NotFound("no sum for " + TensorContext(name));
+  const Accumulator& acc = it->second;
+  if (acc.in_progress()) {
+    return Status::FailedPrecondition(TensorContext(name) + ": contribution incomplete at byte " +
+                                      std::to_string(acc.next_offset) + " of " +
+                                      std::to_string(acc.nbytes));
+  }
+  if (acc.total_weight <= 0) {
+    return Status::FailedPrecondition(TensorContext(name) + ": total weight is 0");
+  }
+  size_t count = acc.nbytes / DTypeSize(acc.dtype);
+  std::vector<uint8_t> out(count * DTypeSize(out_dtype));
+  if (!acc.sum32.empty()) {
+    StoreMeanAs(out_dtype, acc.sum32.data(), count, acc.total_weight, out.data());
+  } else {
+    StoreMeanAs(out_dtype, acc.sum64.data(), count, acc.total_weight, out.data());
+  }
+  return out;
+}
+
+Result<TensorInfo> WeightedSum::Info(const std::string& name) const {
+  auto it = sums_.find(name);
+  if (it == sums_.end()) return Status::NotFound("no sum for " + TensorContext(name));
+  return TensorInfo{name, it->second.dtype, it->second.shape};
+}
+
+std::vector<std::string> WeightedSum::names() const {
+  std::vector<std::string> names;
+  names.reserve(sums_.size());
+  for (const auto& [name, acc] : sums_) names.push_back(name);
+  return names;
+}
+
+Result<WeightedSum::Accumulator*> WeightedSum::FindOrCreate(const std::string& name, DType dtype,
+                                                          const std::vector<int64_t>& shape) {
+  auto it = sums_.find(name);
+  if (it != sums_.end()) {
+    const Accumulator& acc = it->second;
+    if (acc.dtype == dtype && acc.shape == shape) return &it->second;
+    return Status::InvalidArgument(TensorContext(name) + ": expected " +
+                                   Describe(acc.dtype, acc.shape) + ", got " +
+                                   Describe(dtype, shape));
+  }
+  Result<uint64_t> nbytes = CountBytes(dtype, shape);
+  if (!nbytes.ok()) return nbytes.status().WithContext(TensorContext(name));
+  Accumulator acc;
+  acc.dtype = dtype;
+  acc.shape = shape;
+  acc.nbytes = *nbytes;
+  size_t count = *nbytes / DTypeSize(dtype);
+  bool narrow = accumulate_as_ == AccumulateAs::kF32 && IsFloatingPoint(dtype);
+  if (narrow) {
+    acc.sum32.resize(count);
+  } else {
+    acc.sum64.resize(count);
+  }
+  return &sums_.emplace(name, std::move(acc)).first->second;
+}
+
+Status WeightedSum::CheckOffset(const std::string& name, const Accumulator& acc, uint64_t offset,
+                                size_t size) {
+  if (offset == 0 && acc.in_progress()) {
+    return Status::FailedPrecondition(
+        TensorContext(name) +
+        ": a new contribution started while the previous one stopped at byte " +
+        std::to_string(acc.next_offset) + " of " + std::to_string(acc.nbytes));
+  }
+  if (offset != 0 && (!acc.in_progress() || offset != acc.next_offset)) {
+    uint64_t expected = acc.in_progress() ? acc.next_offset : 0;
+    return Status::FailedPrecondition(TensorContext(name) + ": piece at byte " +
+                                      std::to_string(offset) + ", expected byte " +
+                                      std::to_string(expected));
+  }
+  if (size > acc.nbytes - offset) {
+    return Status::InvalidArgument(TensorContext(name) + ": piece of " + std::to_string(size) +
+                                   " bytes at byte " + std::to_string(offset) + " exceeds its " +
+                                   std::to_string(acc.nbytes) + " bytes");
+  }
+  return Status::Ok();
+}
+
+Status WeightedSum::Accumulate(const std::string& name, Accumulator& acc, uint64_t offset,
+                               std::span<const uint8_t> bytes, double weight) {
+  if (bytes.empty() && acc.nbytes > 0) return Status::Ok();  // carries nothing
+  EMBER_RETURN_IF_ERROR(CheckOffset(name, acc, offset, bytes.size()));
+  if (offset == 0) acc.total_weight += weight;
+  acc.next_offset = offset + bytes.size();
+  const size_t esize = DTypeSize(acc.dtype);
+  uint64_t pos = offset;
+  if (acc.partial_size > 0) {  // finish the element split by the previous piece
+    size_t take = std::min(esize - acc.partial_size, bytes.size());
+    std::memcpy(acc.partial.data() + acc.partial_size, bytes.data(), take);
+    acc.partial_size += take;
+    bytes = bytes.subspan(take);
+    pos += take;
+    if (acc.partial_size < esize) return Status::Ok();
+    AddElements(acc, pos / esize - 1, acc.partial.data(), 1, weight);
+    acc.partial_size = 0;
+  }
+  size_t whole = bytes.size() / esize;
+  AddElements(acc, pos / esize, bytes.data(), whole, weight);
+  acc.partial_size = bytes.size() - whole * esize;
+  if (acc.partial_size > 0) {  // bytes.data() may be null when empty
+    std::memcpy(acc.partial.data(), bytes.data() + whole * esize, acc.partial_size);
+  }
+  return Status::Ok();
+}
+
+void WeightedSum::AddElements(Accumulator& acc, uint64_t first, const uint8_t* src, size_t count,
+                              double weight) {
+  if (count == 0) return;
+  if (!acc.sum32.empty()) {
+    AddAs<float>(acc.dtype, src, count, float(weight), acc.sum32.data() + first);
+  } else {
+    AddAs<double>(acc.dtype, src, count, weight, acc.sum64.data() + first);
+  }
+}
+
+}  // namespace ember::tensor
