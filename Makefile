@@ -19,7 +19,7 @@ build: configure
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 600
-	$(PY) -m pytest -q tests/python
+	$(PY) -m pytest -q tests/python tests/integration
 
 test-cpp: build
 	cd $(BUILD) && ctest --output-on-failure -j$(JOBS)

@@ -32,6 +32,7 @@ struct CellOptions {
   int io_threads = 1;                                // asio io threads
   int worker_threads = 2;                            // handler threads
   std::chrono::milliseconds connect_timeout{10000};  // first connection to the parent
+  uint64_t max_body_size = 64ull << 30;              // larger incoming bodies are refused
 };
 
 // Replies to one request, exactly once; later calls are ignored. Copyable; may outlive

@@ -17,22 +17,15 @@
 #include <string>
 
 #include "base/status.h"
+#include "wire/body.h"
 
 namespace ember::cell {
 
 using Json = nlohmann::json;
 
-// Read-only bytes of a message body.
-class BodySource {
- public:
-  virtual ~BodySource() = default;
-  virtual uint64_t size() const = 0;
-  // Copies min(out.size(), size() - offset) bytes starting at `offset` into `out`.
-  // Returns the number of bytes copied. Safe to call concurrently.
-  virtual Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> out) const = 0;
-  // The whole body as one contiguous range if it is in memory or mapped, else nullptr.
-  virtual const uint8_t* contiguous() const { return nullptr; }
-};
+// Read-only bytes of a message body (defined in wire/ so the transport can stream any
+// body chunk by chunk without depending on this layer).
+using BodySource = wire::BodySource;
 
 // A body held in memory.
 std::shared_ptr<BodySource> BytesBody(std::string bytes);
@@ -52,7 +45,9 @@ struct Message {
   const Json& h() const;
   Json& h();
   uint64_t body_size() const { return body ? body->size() : 0; }
-  // For replies: OK, or the status carried in "status"/"error" mapped to a StatusCode.
+  // For replies: OK, or the status carried in "status"/"error" mapped to a StatusCode
+  // (docs/wire-format.md §4: "timeout" -> kDeadlineExceeded, "unreachable"/"closed" ->
+  // kUnavailable, "no_handler" -> kUnimplemented, ...).
   Status status() const;
 };
 

@@ -1,0 +1,141 @@
+// CellImpl: the Cell behind Cell::Start (see cell.h for the contract). Internal header.
+//
+// Layout of the implementation:
+//   cell_impl.cc      life cycle: start, stop, connections to children and parent,
+//                     reconnecting to the parent
+//   cell_routing.cc   routing, forwarding, requests/replies/fires, handler dispatch
+//   cell.cc           Cell::Start, Responder
+//
+// Threading: connection callbacks arrive on io threads and only route, forward or post to
+// the worker pool; handlers and completions run on workers. Shared state is guarded by
+// mu_ (or is atomic, or lives in PendingRequests). Async callbacks hold weak_ptrs to the
+// cell; the user's shared_ptr<Cell> owns it and its deleter runs Stop() on the user's
+// thread, so a cell is never destroyed on one of its own threads.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cell/cell.h"
+#include "cell/pending_requests.h"
+#include "cell/worker_pool.h"
+#include "net/connection.h"
+#include "net/io_pool.h"
+#include "net/tcp.h"
+#include "wire/message_header.h"
+
+namespace ember::cell {
+
+// Where a reply goes: the requester and its request.
+struct ReplyTarget {
+  std::string src;
+  uint64_t req_id = 0;
+  std::string topic;
+};
+
+class CellImpl;
+
+class Responder::Impl {
+ public:
+  Impl(std::weak_ptr<CellImpl> cell, ReplyTarget target);
+  // A request whose responders are all dropped unanswered gets an "internal" error
+  // reply, so the requester learns at once instead of waiting for its timeout.
+  ~Impl();
+  void Send(std::string_view status, std::string error, Json h, std::shared_ptr<BodySource> body);
+  const ReplyTarget& target() const { return target_; }
+
+ private:
+  std::weak_ptr<CellImpl> cell_;
+  ReplyTarget target_;
+  std::atomic<bool> replied_{false};
+};
+
+class CellImpl final : public Cell, public std::enable_shared_from_this<CellImpl> {
+ public:
+  explicit CellImpl(CellOptions options);
+  ~CellImpl() override;
+
+  // Listens and/or connects to the parent; blocks up to about 2 x connect_timeout.
+  Status Init();
+
+  const std::string& name() const override { return options_.name; }
+  std::string listen_address() const override { return listen_address_; }
+  void Handle(std::string topic, Handler handler) override;
+  void OnPeer(PeerCallback callback) override;
+  Result<Message> Request(const std::string& dst, Message request,
+                          std::chrono::milliseconds timeout) override;
+  void RequestAsync(const std::string& dst, Message request, std::chrono::milliseconds timeout,
+                    std::function<void(Result<Message>)> done) override;
+  Status Fire(const std::string& dst, Message message) override;
+  void Stop() override;
+
+  // Sends a reply to `target` (from any thread). `status` is a §4 status string.
+  void SendReply(const ReplyTarget& target, std::string_view status, std::string error, Json h,
+                 std::shared_ptr<BodySource> body);
+
+ private:
+  enum class PeerRole { kChild, kParent };
+  struct Route {
+    enum Kind { kNone, kSelf, kPeer } kind = kNone;
+    net::Connection::Ptr conn;
+  };
+  struct ParentAttempt;
+
+  // cell_impl.cc: life cycle and connections.
+  Status StartListening();
+  Status ConnectParentBlocking();
+  void DialParent(std::function<void(Status)> done);
+  void ScheduleReconnect();
+  void OnAccept(std::unique_ptr<net::Transport> transport);
+  net::ConnectionOptions ConnectionOptionsFor(PeerRole role) const;
+  net::Connection::Callbacks CallbacksFor(PeerRole role, std::shared_ptr<ParentAttempt> attempt);
+  void OnReady(const net::Connection::Ptr& conn, PeerRole role);
+  void OnClosed(const net::Connection::Ptr& conn, PeerRole role, const Status& why);
+  void NotifyPeer(const std::string& peer, bool connected);
+  void StopNow();
+  void CloseConnections();
+  bool OnOwnThread() const;
+
+  // cell_routing.cc: messages.
+  Route RouteFor(const std::string& dst, uint64_t arrived_on) const;
+  void OnMessage(const net::Connection::Ptr& conn, net::IncomingMessage in);
+  void Forward(const net::Connection::Ptr& from, const wire::MessageFields& f, net::IncomingMessage in);
+  void Deliver(const wire::MessageFields& f, net::IncomingMessage in);
+  void Dispatch(const wire::MessageFields& f, Message message);
+  void CompleteRequest(uint64_t req_id, Result<Message> result);
+  void FailRequests(std::vector<PendingRequest> requests, const Status& why);
+  void RunCompletion(std::function<void(Result<Message>)> done, Result<Message> result);
+  void ArmTimer(uint64_t req_id, const std::shared_ptr<asio::steady_timer>& timer,
+                std::chrono::milliseconds timeout, std::string what);
+  Json BaseHeader(std::string_view kind, const std::string& dst) const;
+  void ReplyError(const wire::MessageFields& f, std::string_view status, std::string error);
+
+  const CellOptions options_;
+  std::unique_ptr<net::IoPool> io_;  // before anything holding asio objects: destroyed after them
+  WorkerPool workers_;
+  PendingRequests pending_;
+  std::atomic<uint64_t> next_req_id_{1};
+  std::atomic<bool> stopping_{false};
+  std::shared_ptr<net::TcpListener> listener_;  // set in Init, reset in StopNow
+  std::string listen_address_;                  // immutable after Init
+
+  mutable std::mutex mu_;
+  std::condition_variable closed_cv_;                                       // connections_ shrank
+  std::unordered_map<std::string, Handler> handlers_;                       // guarded by mu_
+  std::vector<PeerCallback> peer_callbacks_;                                // guarded by mu_
+  std::map<std::string, net::Connection::Ptr> children_;                    // guarded by mu_
+  net::Connection::Ptr parent_;                                             // guarded by mu_
+  std::unordered_map<uint64_t, net::Connection::Ptr> connections_;          // guarded by mu_
+  std::shared_ptr<asio::steady_timer> reconnect_timer_;                     // guarded by mu_
+  std::chrono::milliseconds reconnect_backoff_{1000};                       // guarded by mu_
+  bool stop_started_ = false;                                               // guarded by mu_
+};
+
+}  // namespace ember::cell

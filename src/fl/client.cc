@@ -1,0 +1,144 @@
+#include "fl/client.h"
+
+#include <random>
+
+#include "base/memory.h"
+
+namespace ember::fl {
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kRequestTimeout = 60s;
+constexpr auto kSubmitTimeout = 3600s;
+constexpr int kMaxRetries = 10;
+
+std::string RandomToken() {
+  std::random_device rd;
+  std::string t;
+  for (int i = 0; i < 4; ++i) t += std::to_string(rd());
+  return t;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ClientRuntime>> ClientRuntime::Start(ClientOptions options) {
+  std::unique_ptr<ClientRuntime> c(new ClientRuntime(std::move(options)));
+  c->log_ = c->options_.logger ? c->options_.logger : spdlog::default_logger();
+  cell::CellOptions co;
+  co.name = c->options_.site;
+  co.parent = c->options_.server_address;
+  co.listen = "127.0.0.1:0";
+  co.token = RandomToken();
+  auto cell = cell::Cell::Start(co);
+  if (!cell.ok()) return cell.status().WithContext(c->options_.site + ": cannot connect to the server");
+  c->cell_ = *cell;
+  c->thread_ = std::thread([raw = c.get(), token = co.token] {
+    raw->outcome_ = [&]() -> Status {
+      EMBER_ASSIGN_OR_RETURN(raw->job_id_, raw->Register());
+      EMBER_ASSIGN_OR_RETURN(ClientConfig config, raw->options_.job.ClientConfigFor(raw->options_.site));
+      raw->gc_rounds_ = config.client_memory_gc_rounds;
+      LaunchContext ctx{raw->options_.site, raw->job_id_, raw->options_.workspace, token, raw->log_};
+      raw->executor_ = std::make_unique<LauncherExecutor>(raw->cell_, std::move(config), ctx);
+      raw->cell_->OnPeer([ex = raw->executor_.get()](const std::string& p, bool up) { ex->OnPeer(p, up); });
+      return raw->Run();
+    }();
+    if (!raw->outcome_.ok()) raw->ReportFailure(raw->outcome_);
+  });
+  return c;
+}
+
+ClientRuntime::~ClientRuntime() {
+  if (thread_.joinable()) thread_.join();
+  executor_.reset();
+  if (cell_) cell_->Stop();
+}
+
+void ClientRuntime::Abort() {
+  aborted_ = true;
+  if (executor_) executor_->Abort();
+}
+
+Status ClientRuntime::Wait() {
+  if (thread_.joinable()) thread_.join();
+  return outcome_;
+}
+
+Result<std::string> ClientRuntime::Register() {
+  Status last;
+  for (int i = 0; i < kMaxRetries; ++i) {
+    auto reply = cell_->Request("server", cell::Message::Make("fl.register", {{"site", options_.site}}),
+                                kRequestTimeout);
+    if (reply.ok()) {
+      log_->info("{}: registered for job {}", options_.site, reply->h().value("job_id", ""));
+      return reply->h().value("job_id", std::string());
+    }
+    last = reply.status();
+    if (!last.IsRetryable()) break;
+    std::this_thread::sleep_for(1s);
+  }
+  return last.WithContext(options_.site + ": registration failed");
+}
+
+Result<cell::Message> ClientRuntime::FetchTask() {
+  Status last;
+  for (int i = 0; i < kMaxRetries; ++i) {
+    auto reply = cell_->Request("server", cell::Message::Make("fl.get_task", {{"site", options_.site}}),
+                                kRequestTimeout);
+    if (reply.ok()) return reply;
+    last = reply.status();
+    if (!last.IsRetryable()) break;
+    log_->warn("{}: get_task failed ({}), retrying", options_.site, last.ToString());
+    std::this_thread::sleep_for(1s);
+  }
+  return last;
+}
+
+Status ClientRuntime::Run() {
+  while (!aborted_) {
+    EMBER_ASSIGN_OR_RETURN(cell::Message task, FetchTask());
+    const std::string name = task.h().value("task_name", "");
+    if (name == "end") break;
+    if (name == "wait") {
+      std::this_thread::sleep_for(std::chrono::duration<double>(task.h().value("wait_s", 0.0)));
+      continue;
+    }
+    EMBER_RETURN_IF_ERROR(RunTask(task));
+  }
+  executor_->Finish();
+  log_->info("{}: job {} ended", options_.site, job_id_);
+  return Status::Ok();
+}
+
+Status ClientRuntime::RunTask(const cell::Message& task) {
+  round_ = task.h().value("current_round", -1);
+  if (options_.run_slots) options_.run_slots->acquire();
+  auto result = executor_->Execute(task);
+  if (options_.run_slots) options_.run_slots->release();
+  if (!result.ok()) return result.status();
+  cell::Json h = result->h();
+  h["site"] = options_.site;
+  h["task_id"] = task.h().value("task_id", "");
+  auto reply = cell_->Request("server", cell::Message::Make("fl.submit_result", h, result->body), kSubmitTimeout);
+  if (!reply.ok()) return reply.status().WithContext("submitting the result");
+  if (gc_rounds_ > 0 && (round_ + 1) % gc_rounds_ == 0) {
+    base::TrimResult t = base::TrimMemory();
+    log_->info("{}: memory trim: RSS {} -> {} MiB", options_.site, t.rss_before_bytes >> 20, t.rss_after_bytes >> 20);
+  }
+  return Status::Ok();
+}
+
+void ClientRuntime::ReportFailure(const Status& s) {
+  const std::string cause = options_.site + " job " + job_id_ + " round " + std::to_string(round_) + ": " +
+                            s.message();
+  log_->error("{}", cause);
+  outcome_ = Status(s.code(), cause);
+  (void)cell_->Fire("server", cell::Message::Make("fl.failure", {{"site", options_.site},
+                                                                 {"job_id", job_id_},
+                                                                 {"round", round_},
+                                                                 {"cause", cause}}));
+  if (executor_) executor_->Finish();
+}
+
+}  // namespace ember::fl

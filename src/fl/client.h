@@ -1,0 +1,64 @@
+// ClientRuntime: one FL site. It owns the site's cell (connected to the server, listening
+// on loopback for its training script), registers, then loops: fetch a task, run it
+// through the executor, submit the result. A failure is reported to the server
+// (fl.failure) naming site, job, round and cause, then ends the loop.
+//
+//   EMBER_ASSIGN_OR_RETURN(auto site, ClientRuntime::Start(options));
+//   Status s = site->Wait();
+//
+// Thread-safety: Start/Wait may be called from any thread; the loop runs on its own thread.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <memory>
+#include <semaphore>
+#include <string>
+#include <thread>
+
+#include "cell/cell.h"
+#include "fl/executors/launcher.h"
+#include "fl/job_config.h"
+
+namespace ember::fl {
+
+struct ClientOptions {
+  std::string site;                          // "site-1"
+  std::string server_address;                // "host:port"
+  JobConfig job;
+  std::string workspace;                     // the site's folder
+  std::shared_ptr<spdlog::logger> logger;
+  std::counting_semaphore<>* run_slots = nullptr;  // limits concurrently running tasks (simulate -t)
+};
+
+class ClientRuntime {
+ public:
+  static Result<std::unique_ptr<ClientRuntime>> Start(ClientOptions options);
+  ~ClientRuntime();
+  // Blocks until the site's loop ends; OK when the job ended normally.
+  Status Wait();
+  // Ends the site's work now (the job failed elsewhere): stops a running script.
+  void Abort();
+
+ private:
+  explicit ClientRuntime(ClientOptions options) : options_(std::move(options)) {}
+  Status Run();
+  Result<std::string> Register();
+  Status RunTask(const cell::Message& task);
+  Result<cell::Message> FetchTask();
+  void ReportFailure(const Status& s);
+
+  ClientOptions options_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<cell::Cell> cell_;
+  std::unique_ptr<LauncherExecutor> executor_;
+  std::string job_id_;
+  int round_ = -1;
+  int gc_rounds_ = 0;
+  std::thread thread_;
+  Status outcome_;
+  std::atomic<bool> aborted_{false};
+};
+
+}  // namespace ember::fl

@@ -1,0 +1,153 @@
+#include "fl/fedavg.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "base/memory.h"
+#include "fl/round_accumulator.h"
+
+namespace ember::fl {
+
+using nlohmann::json;
+
+namespace {
+
+std::string FormatMetrics(const json& metrics) {
+  std::string out;
+  for (auto& [k, v] : metrics.items()) {
+    if (!v.is_number()) continue;
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), " %s=%.4f", k.c_str(), v.get<double>());
+    out += buf;
+  }
+  return out;
+}
+
+double MiB(uint64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
+
+}  // namespace
+
+FedAvg::FedAvg(ServerConfig config, std::string job_id, std::string workspace,
+               std::shared_ptr<spdlog::logger> log)
+    : config_(std::move(config)),
+      job_id_(std::move(job_id)),
+      workspace_(std::move(workspace)),
+      log_(std::move(log)),
+      outputs_(workspace_) {}
+
+Status FedAvg::Run(ServerComm& comm) {
+  Status s = [&]() -> Status {
+    if (!config_.stop_cond.empty()) {
+      EMBER_ASSIGN_OR_RETURN(StopCondition c, StopCondition::Parse(config_.stop_cond));
+      stop_ = c;
+    }
+    EMBER_ASSIGN_OR_RETURN(global_, GlobalModel::Load(config_.initial_model));
+    log_->info("job {}: waiting for {} site(s)", job_id_, config_.min_clients);
+    EMBER_ASSIGN_OR_RETURN(auto sites, comm.WaitForSites(config_.min_clients));
+    return RunRounds(comm, sites);
+  }();
+  json fields = {{"job_id", job_id_},
+                 {"rounds_completed", rounds_completed_},
+                 {"global_model", Path(config_.save_filename)},
+                 {"key_metric", config_.key_metric}};
+  if (best_round_ >= 0) {
+    fields["best"] = {{"round", best_round_}, {"value", *best_value_}, {"path", Path(config_.best_filename)}};
+  }
+  if (!s.ok()) fields["error"] = s.message();
+  if (!stop_reason_.empty()) fields["stop_reason"] = stop_reason_;
+  const char* status = !s.ok() ? "failed" : stop_reason_.empty() ? "completed" : "stopped_early";
+  Status w = outputs_.WriteResult(status, fields);
+  if (!w.ok()) log_->error("{}", w.ToString());
+  return s;
+}
+
+Status FedAvg::RunRounds(ServerComm& comm, const std::vector<std::string>& sites) {
+  for (int round = 0; round < config_.num_rounds; ++round) {
+    EMBER_ASSIGN_OR_RETURN(RoundSummary summary, RunOneRound(comm, round, sites));
+    rounds_completed_ = round + 1;
+    EMBER_RETURN_IF_ERROR(outputs_.AppendRound(summary));
+    log_->info("round {}/{}: {}/{} sites reported, {:.1f} MiB out, {:.1f} MiB in, {:.2f} s{}", round + 1,
+               config_.num_rounds, summary.sites.size(), sites.size(), MiB(summary.bytes_out),
+               MiB(summary.bytes_in), summary.seconds, FormatMetrics(summary.metrics));
+    if (config_.server_memory_gc_rounds > 0 && (round + 1) % config_.server_memory_gc_rounds == 0) {
+      base::TrimResult t = base::TrimMemory();
+      log_->info("memory trim: RSS {:.1f} -> {:.1f} MiB", MiB(t.rss_before_bytes), MiB(t.rss_after_bytes));
+    }
+    if (ShouldStop(summary.metrics)) {
+      log_->info("job {}: stopping after round {}: {}", job_id_, round, stop_reason_);
+      break;
+    }
+  }
+  return Status::Ok();
+}
+
+Result<RoundSummary> FedAvg::RunOneRound(ServerComm& comm, int round, const std::vector<std::string>& sites) {
+  const auto t0 = std::chrono::steady_clock::now();
+  RoundSummary summary;
+  summary.round = round;
+  json task = {{"task_name", "train"},   {"job_id", job_id_},
+               {"current_round", round}, {"total_rounds", config_.num_rounds},
+               {"params_type", config_.params_transfer_type}, {"meta", json::object()}};
+  RoundAccumulator acc(global_, config_.exclude_vars);
+  auto on_result = [&](const SiteResult& r) -> Status {
+    const json& h = r.message.h();
+    EMBER_ASSIGN_OR_RETURN(ParamsType type, ParseParamsType(h.value("params_type", "FULL")));
+    const json meta = h.value("meta", json::object());
+    const double weight = SiteWeight(r.site, meta);
+    const auto& body = r.message.body;
+    std::span<const uint8_t> bytes;
+    if (body && body->size() > 0) bytes = {body->contiguous(), body->size()};
+    EMBER_RETURN_IF_ERROR(acc.Add(r.site, bytes, weight, h.value("metrics", json::object()), type));
+    summary.sites.push_back(r.site);
+    summary.num_steps += meta.value("NUM_STEPS_CURRENT_ROUND", 1.0);
+    summary.bytes_in += r.message.body_size();
+    return Status::Ok();
+  };
+  EMBER_RETURN_IF_ERROR(comm.RunRound(round, sites, task, global_.body(), on_result));
+  summary.bytes_out = global_.size() * sites.size();
+  summary.metrics = acc.AggregatedMetrics();
+  EMBER_RETURN_IF_ERROR(TrackBest(round, summary.metrics));
+  EMBER_ASSIGN_OR_RETURN(GlobalModel next, acc.Finish());
+  global_ = std::move(next);
+  EMBER_RETURN_IF_ERROR(global_.Save(Path(config_.save_filename)));
+  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return summary;
+}
+
+double FedAvg::SiteWeight(const std::string& site, const json& meta) const {
+  double w = 1.0;
+  if (auto it = config_.aggregation_weights.find(site); it != config_.aggregation_weights.end()) w = it->second;
+  auto steps = meta.find("NUM_STEPS_CURRENT_ROUND");
+  if (steps != meta.end() && steps->is_number()) w *= steps->get<double>();
+  return w;
+}
+
+Status FedAvg::TrackBest(int round, const json& metrics) {
+  auto it = metrics.find(config_.key_metric);
+  if (it == metrics.end() || !it->is_number()) return Status::Ok();
+  const double v = it->get<double>();
+  if (best_value_ && v <= *best_value_) {
+    ++rounds_without_improvement_;
+    return Status::Ok();
+  }
+  rounds_without_improvement_ = 0;
+  best_value_ = v;
+  best_round_ = round;
+  // The sites' metrics evaluate the model they received this round: that one is the best.
+  return global_.Save(Path(config_.best_filename));
+}
+
+bool FedAvg::ShouldStop(const json& metrics) {
+  if (stop_ && stop_->IsMet(metrics)) {
+    stop_reason_ = "stop_cond '" + config_.stop_cond + "' met";
+    return true;
+  }
+  if (config_.patience && rounds_without_improvement_ >= *config_.patience) {
+    stop_reason_ = "no improvement of " + config_.key_metric + " for " +
+                   std::to_string(rounds_without_improvement_) + " round(s) (patience)";
+    return true;
+  }
+  return false;
+}
+
+}  // namespace ember::fl

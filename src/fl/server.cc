@@ -1,0 +1,183 @@
+#include "fl/server.h"
+
+#include "fl/fedavg.h"
+
+namespace ember::fl {
+
+using namespace std::chrono_literals;
+
+namespace {
+constexpr auto kPollInterval = 100ms;
+constexpr auto kParkLimit = 5s;
+}  // namespace
+
+ServerRuntime::ServerRuntime(ServerOptions options)
+    : options_(std::move(options)), log_(options_.logger), board_(kParkLimit) {
+  if (!log_) log_ = spdlog::default_logger();
+}
+
+ServerRuntime::~ServerRuntime() {
+  Abort("server shut down");
+  if (workflow_thread_.joinable()) workflow_thread_.join();
+  if (cell_) cell_->Stop();
+}
+
+Result<std::unique_ptr<ServerRuntime>> ServerRuntime::Start(ServerOptions options) {
+  std::unique_ptr<ServerRuntime> s(new ServerRuntime(std::move(options)));
+  cell::CellOptions co;
+  co.name = "server";
+  co.listen = s->options_.listen;
+  co.worker_threads = 4;
+  EMBER_ASSIGN_OR_RETURN(s->cell_, cell::Cell::Start(co));
+  s->RegisterHandlers();
+  s->log_->info("server listening on {} for job {} ({})", s->address(), s->options_.job.name,
+                s->options_.job_id);
+  s->workflow_thread_ = std::thread([raw = s.get()] { raw->RunWorkflow(); });
+  return s;
+}
+
+void ServerRuntime::RegisterHandlers() {
+  cell_->Handle("fl.register", [this](cell::Message m, cell::Responder r) { OnRegister(std::move(m), r); });
+  cell_->Handle("fl.get_task", [this](cell::Message m, cell::Responder r) {
+    board_.OnGetTask(m.h().value("site", r.peer()), std::move(r));
+  });
+  cell_->Handle("fl.submit_result", [this](cell::Message m, cell::Responder r) { OnSubmit(std::move(m), r); });
+  cell_->Handle("fl.failure", [this](cell::Message m, cell::Responder) { OnFailure(std::move(m)); });
+  cell_->OnPeer([this](const std::string& peer, bool connected) { OnPeer(peer, connected); });
+}
+
+void ServerRuntime::OnRegister(cell::Message m, cell::Responder r) {
+  const std::string site = m.h().value("site", r.peer());
+  {
+    std::lock_guard lock(mu_);
+    sites_.insert(site);
+  }
+  cv_.notify_all();
+  log_->info("site {} registered", site);
+  r.Reply({{"job_id", options_.job_id}, {"job_name", options_.job.name}});
+}
+
+void ServerRuntime::OnSubmit(cell::Message m, cell::Responder r) {
+  const std::string site = m.h().value("site", r.peer());
+  const std::string task_id = m.h().value("task_id", "");
+  if (!board_.ClaimResult(site, task_id)) {
+    log_->warn("ignoring result {} from {}: not an outstanding task", task_id, site);
+    return r.Error(StatusCode::kInvalidArgument, "task " + task_id + " is not outstanding for " + site);
+  }
+  Status s;
+  {
+    std::lock_guard agg(aggregate_mu_);
+    std::function<Status(const SiteResult&)> cb;
+    {
+      std::lock_guard lock(mu_);
+      cb = on_result_;
+    }
+    s = cb ? cb(SiteResult{site, std::move(m)}) : Status::FailedPrecondition("no round running");
+  }
+  if (!s.ok()) {
+    Fail(s.WithContext(site + " job " + options_.job_id + " round " + std::to_string(round_) +
+                       ": result rejected"));
+    return r.Error(s.code(), s.message());
+  }
+  cv_.notify_all();
+  r.Reply();
+}
+
+void ServerRuntime::OnFailure(cell::Message m) {
+  const std::string cause = m.h().value("cause", "unknown failure");
+  Fail(Status::Aborted(cause));
+}
+
+void ServerRuntime::OnPeer(const std::string& peer, bool connected) {
+  if (connected) return;
+  std::lock_guard lock(mu_);
+  if (done_ || !sites_.count(peer)) return;
+  const auto pending = board_.sites_pending();
+  if (pending.count(peer) && round_ >= 0) {
+    failure_ = Status::Unavailable(peer + " job " + options_.job_id + " round " + std::to_string(round_) +
+                                   ": site disconnected before sending its result");
+    cv_.notify_all();
+  }
+}
+
+void ServerRuntime::Fail(Status s) {
+  {
+    std::lock_guard lock(mu_);
+    if (failure_.ok()) failure_ = std::move(s);
+  }
+  cv_.notify_all();
+}
+
+Status ServerRuntime::failure() const {
+  std::lock_guard lock(mu_);
+  return failure_;
+}
+
+void ServerRuntime::Abort(const std::string& reason) { Fail(Status::Aborted(reason)); }
+
+Result<std::vector<std::string>> ServerRuntime::WaitForSites(int n) {
+  std::unique_lock lock(mu_);
+  auto last_log = std::chrono::steady_clock::now();
+  while (static_cast<int>(sites_.size()) < n && failure_.ok()) {
+    cv_.wait_for(lock, 500ms);
+    if (std::chrono::steady_clock::now() - last_log > 10s) {
+      log_->info("waiting for sites: {}/{} registered", sites_.size(), n);
+      last_log = std::chrono::steady_clock::now();
+    }
+  }
+  if (!failure_.ok()) return failure_;
+  return std::vector<std::string>(sites_.begin(), sites_.end());
+}
+
+Status ServerRuntime::RunRound(int round, const std::vector<std::string>& sites, const cell::Json& task,
+                               std::shared_ptr<cell::BodySource> body,
+                               std::function<Status(const SiteResult&)> on_result) {
+  {
+    std::lock_guard lock(mu_);
+    round_ = round;
+    on_result_ = std::move(on_result);
+  }
+  board_.Publish(round, sites, task, std::move(body));
+  const double timeout_s = options_.job.server.task_timeout_s;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  std::unique_lock lock(mu_);
+  while (failure_.ok()) {
+    lock.unlock();
+    board_.ExpireParked();
+    const auto pending = board_.sites_pending();
+    lock.lock();
+    if (pending.empty()) break;
+    if (timeout_s > 0 && std::chrono::steady_clock::now() > deadline) {
+      failure_ = Status::DeadlineExceeded("job " + options_.job_id + " round " + std::to_string(round) +
+                                          ": no result within task_timeout_s from " + *pending.begin());
+      break;
+    }
+    cv_.wait_for(lock, kPollInterval);
+  }
+  on_result_ = nullptr;
+  return failure_;
+}
+
+void ServerRuntime::RunWorkflow() {
+  FedAvg workflow(options_.job.server, options_.job_id, options_.workspace, log_);
+  Status s = workflow.Run(*this);
+  board_.End();
+  DrainEnd();
+  std::lock_guard lock(mu_);
+  outcome_ = s;
+  done_ = true;
+  cv_.notify_all();
+}
+
+// Gives connected sites a moment to fetch "end" so they shut their scripts down cleanly.
+void ServerRuntime::DrainEnd() {
+  std::this_thread::sleep_for(200ms);
+}
+
+Status ServerRuntime::Wait() {
+  std::unique_lock lock(mu_);
+  cv_.wait(lock, [this] { return done_; });
+  return outcome_;
+}
+
+}  // namespace ember::fl

@@ -1,0 +1,87 @@
+#include "fl/task_board.h"
+
+namespace ember::fl {
+
+void TaskBoard::Publish(int round, const std::vector<std::string>& sites, const cell::Json& header,
+                        std::shared_ptr<cell::BodySource> body) {
+  std::lock_guard lock(mu_);
+  tasks_.clear();
+  for (const auto& site : sites) {
+    Task t{header, body};
+    t.header["task_id"] = "r" + std::to_string(round) + "-" + site;
+    tasks_[site] = std::move(t);
+  }
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    if (tasks_.count(it->first)) {
+      ReplyLocked(it->first, it->second.responder);
+      it = parked_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void TaskBoard::End() {
+  std::lock_guard lock(mu_);
+  ended_ = true;
+  tasks_.clear();
+  for (auto& [site, p] : parked_) p.responder.Reply({{"task_name", "end"}});
+  parked_.clear();
+}
+
+void TaskBoard::OnGetTask(const std::string& site, cell::Responder responder) {
+  std::lock_guard lock(mu_);
+  if (ended_) return responder.Reply({{"task_name", "end"}});
+  auto it = tasks_.find(site);
+  if (it != tasks_.end() && !it->second.fetched) return ReplyLocked(site, responder);
+  auto old = parked_.find(site);
+  if (old != parked_.end()) old->second.responder.Reply({{"task_name", "wait"}, {"wait_s", 0}});
+  parked_[site] = Parked{std::move(responder), Clock::now()};
+}
+
+void TaskBoard::ReplyLocked(const std::string& site, cell::Responder& r) {
+  Task& t = tasks_.at(site);
+  t.fetched = true;
+  r.Reply(t.header, t.body);
+}
+
+bool TaskBoard::ClaimResult(const std::string& site, const std::string& task_id) {
+  std::lock_guard lock(mu_);
+  auto it = tasks_.find(site);
+  if (it == tasks_.end() || it->second.done || it->second.header.value("task_id", "") != task_id) {
+    return false;
+  }
+  it->second.done = true;
+  return true;
+}
+
+void TaskBoard::ExpireParked() {
+  std::lock_guard lock(mu_);
+  const auto now = Clock::now();
+  for (auto it = parked_.begin(); it != parked_.end();) {
+    if (now - it->second.since >= park_limit_) {
+      it->second.responder.Reply({{"task_name", "wait"}, {"wait_s", 0}});
+      it = parked_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::set<std::string> TaskBoard::sites_pending() const {
+  std::lock_guard lock(mu_);
+  std::set<std::string> out;
+  for (const auto& [site, t] : tasks_) {
+    if (!t.done) out.insert(site);
+  }
+  return out;
+}
+
+size_t TaskBoard::fetched() const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& [site, t] : tasks_) n += t.fetched ? 1 : 0;
+  return n;
+}
+
+}  // namespace ember::fl

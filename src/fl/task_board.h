@@ -1,0 +1,65 @@
+// TaskBoard: the server's hand-off point between the workflow (controller thread) and
+// the clients' get_task / submit_result requests (cell worker threads).
+// Clients long-poll: a get_task with nothing to do is parked and answered as soon as a
+// task is published, or with "wait" after `park_limit`.
+//
+//   board.Publish(round, {"site-1","site-2"}, header, global.body());
+//   board.OnGetTask("site-1", responder);      // replies with the task
+//   board.End();                                // every later get_task gets "end"
+//
+// Thread-safety: all methods are thread-safe (guarded by mu_).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "cell/cell.h"
+
+namespace ember::fl {
+
+class TaskBoard {
+ public:
+  using Clock = std::chrono::steady_clock;
+  explicit TaskBoard(std::chrono::milliseconds park_limit) : park_limit_(park_limit) {}
+
+  // Makes a task for each of `sites`; task ids are "r<round>-<site>".
+  void Publish(int round, const std::vector<std::string>& sites, const cell::Json& header,
+               std::shared_ptr<cell::BodySource> body);
+  // Marks the job finished: parked and later requests get task_name "end".
+  void End();
+  void OnGetTask(const std::string& site, cell::Responder responder);
+  // Returns true (once) if `task_id` is the outstanding task of `site`; marks it taken.
+  bool ClaimResult(const std::string& site, const std::string& task_id);
+  // Answers parked requests older than park_limit with "wait". Returns sites still owing results.
+  void ExpireParked();
+  std::set<std::string> sites_pending() const;
+  // Sites that fetched their task in the current round.
+  size_t fetched() const;
+
+ private:
+  struct Task {
+    cell::Json header;
+    std::shared_ptr<cell::BodySource> body;
+    bool fetched = false;
+    bool done = false;
+  };
+  struct Parked {
+    cell::Responder responder;
+    Clock::time_point since;
+  };
+  void ReplyLocked(const std::string& site, cell::Responder& r);
+
+  const std::chrono::milliseconds park_limit_;
+  mutable std::mutex mu_;
+  // Guarded by mu_.
+  std::map<std::string, Task> tasks_;
+  std::map<std::string, Parked> parked_;
+  bool ended_ = false;
+};
+
+}  // namespace ember::fl

@@ -1,0 +1,303 @@
+// Connection over real loopback sockets.
+// Options are written as partial designated initializers, which GCC 12 warns about.
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#include "net/connection.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <asio/connect.hpp>
+#include <asio/write.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <optional>
+
+#include "net/tcp.h"
+#include "wire/frame_decoder.h"
+
+namespace ember::net {
+namespace {
+
+using namespace std::chrono_literals;
+using wire::FrameType;
+
+// Collects one connection's callbacks; every wait has a deadline.
+struct Events {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool ready = false;
+  std::optional<Status> closed;
+  std::deque<IncomingMessage> messages;
+  Connection::Ptr conn;
+
+  Connection::Callbacks Callbacks(const std::shared_ptr<Events>& self) {
+    std::weak_ptr<Events> weak = self;
+    return {
+        .on_ready = [weak](const Connection::Ptr&) { Update(weak, [](Events& e) { e.ready = true; }); },
+        .on_message = [weak](const Connection::Ptr&, IncomingMessage m) {
+          Update(weak, [&m](Events& e) { e.messages.push_back(std::move(m)); });
+        },
+        .on_closed = [weak](const Connection::Ptr&, const Status& s) {
+          Update(weak, [&s](Events& e) { e.closed = s; });
+        },
+    };
+  }
+  template <typename F>
+  static void Update(const std::weak_ptr<Events>& weak, F f) {
+    if (auto e = weak.lock()) {
+      std::lock_guard lock(e->mu);
+      f(*e);
+      e->cv.notify_all();
+    }
+  }
+  bool WaitReady() {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, 5s, [&] { return ready; });
+  }
+  std::optional<IncomingMessage> WaitMessage() {
+    std::unique_lock lock(mu);
+    if (!cv.wait_for(lock, 5s, [&] { return !messages.empty(); })) return std::nullopt;
+    IncomingMessage m = std::move(messages.front());
+    messages.pop_front();
+    return m;
+  }
+  std::optional<Status> WaitClosed() {
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, 5s, [&] { return closed.has_value(); });
+    return closed;
+  }
+  Connection::Ptr Conn() {
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, 5s, [&] { return conn != nullptr; });
+    return conn;
+  }
+};
+
+std::string BodyOf(const IncomingMessage& m) {
+  return m.body ? std::string(reinterpret_cast<const char*>(m.body->contiguous()), m.body->size()) : "";
+}
+
+class ConnectionTest : public ::testing::Test {
+ protected:
+  void Listen(ConnectionOptions opts) {
+    opts.local_name = "server";
+    auto ev = server_;
+    auto l = TcpListener::Listen(pool_, "127.0.0.1:0", [opts, ev](std::unique_ptr<Transport> t) {
+      auto c = Connection::Create(std::move(t), ConnectionRole::kAcceptor, opts, ev->Callbacks(ev));
+      Events::Update(ev, [&c](Events& e) { e.conn = c; });
+      c->Start();
+    });
+    ASSERT_TRUE(l.ok()) << l.status().ToString();
+    listener_ = *l;
+  }
+
+  void Dial(ConnectionOptions opts) {
+    opts.local_name = "site-1";
+    auto ev = client_;
+    DialTcp(pool_.Next(), listener_->local_address(), 2s,
+            [opts, ev](Result<std::unique_ptr<Transport>> t) {
+              ASSERT_TRUE(t.ok()) << t.status().ToString();
+              auto c = Connection::Create(std::move(*t), ConnectionRole::kConnector, opts,
+                                          ev->Callbacks(ev));
+              Events::Update(ev, [&c](Events& e) { e.conn = c; });
+              c->Start();
+            });
+  }
+
+  void TearDown() override {
+    if (listener_) listener_->Close();
+    for (auto& ev : {server_, client_}) {
+      std::lock_guard lock(ev->mu);
+      if (ev->conn) ev->conn->Close(Status::Aborted("test over"));
+    }
+    pool_.Stop();
+  }
+
+  IoPool pool_{2};
+  std::shared_ptr<Events> server_ = std::make_shared<Events>();
+  std::shared_ptr<Events> client_ = std::make_shared<Events>();
+  std::shared_ptr<TcpListener> listener_;
+};
+
+TEST_F(ConnectionTest, ExchangesHelloAndMessagesBothWays) {
+  Listen({});
+  Dial({});
+  ASSERT_TRUE(client_->WaitReady());
+  ASSERT_TRUE(server_->WaitReady());
+  EXPECT_EQ(client_->Conn()->peer_name(), "server");
+  EXPECT_EQ(server_->Conn()->peer_name(), "site-1");
+
+  ASSERT_TRUE(client_->Conn()->Send({{"kind", "fire"}, {"topic", "up"}}, wire::BytesBody("hello")).ok());
+  auto up = server_->WaitMessage();
+  ASSERT_TRUE(up.has_value());
+  EXPECT_EQ(up->header["topic"], "up");
+  EXPECT_EQ(up->header["body_size"], 5);
+  EXPECT_EQ(BodyOf(*up), "hello");
+
+  ASSERT_TRUE(server_->Conn()->Send({{"kind", "fire"}, {"topic", "down"}}, nullptr).ok());
+  auto down = client_->WaitMessage();
+  ASSERT_TRUE(down.has_value());
+  EXPECT_EQ(down->header["topic"], "down");
+  EXPECT_EQ(down->body, nullptr);
+}
+
+TEST_F(ConnectionTest, DeliversASmallMessageBeforeALargeBodySentEarlier) {
+  Listen({});
+  Dial({.chunk_size = 64 << 10});
+  ASSERT_TRUE(client_->WaitReady());
+  ASSERT_TRUE(server_->WaitReady());
+  auto c = client_->Conn();
+  ASSERT_TRUE(c->Send({{"kind", "fire"}, {"topic", "big"}}, wire::BytesBody(std::string(64 << 20, 'x'))).ok());
+  ASSERT_TRUE(c->Send({{"kind", "fire"}, {"topic", "small"}}, wire::BytesBody("s")).ok());
+  auto first = server_->WaitMessage();
+  auto second = server_->WaitMessage();
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(first->header["topic"], "small");
+  EXPECT_EQ(second->header["topic"], "big");
+  EXPECT_EQ(second->body->size(), 64u << 20);
+}
+
+TEST_F(ConnectionTest, RefusesAWrongTokenWithGoaway) {
+  Listen({.required_token = "right"});
+  Dial({.token = "wrong"});
+  std::optional<Status> closed = client_->WaitClosed();
+  ASSERT_TRUE(closed.has_value());
+  EXPECT_EQ(closed->code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(closed->message().find("bad token"), std::string::npos) << closed->ToString();
+  EXPECT_FALSE(client_->ready);
+  std::optional<Status> server_closed = server_->WaitClosed();
+  ASSERT_TRUE(server_closed.has_value());
+  EXPECT_FALSE(server_->ready);
+}
+
+TEST_F(ConnectionTest, AcceptsTheRightToken) {
+  Listen({.required_token = "right"});
+  Dial({.token = "right"});
+  EXPECT_TRUE(client_->WaitReady());
+}
+
+TEST_F(ConnectionTest, RejectsATooLargeBodyButKeepsTheConnection) {
+  Listen({.max_body_size = 1000});
+  Dial({});
+  ASSERT_TRUE(client_->WaitReady());
+  auto c = client_->Conn();
+  ASSERT_TRUE(c->Send({{"kind", "req"}, {"topic", "big"}}, wire::BytesBody(std::string(5000, 'x'))).ok());
+  ASSERT_TRUE(c->Send({{"kind", "req"}, {"topic", "ok"}}, wire::BytesBody("y")).ok());
+  auto big = server_->WaitMessage();
+  auto ok = server_->WaitMessage();
+  ASSERT_TRUE(big && ok);
+  EXPECT_EQ(big->status.code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(ok->header["topic"], "ok");
+  EXPECT_TRUE(ok->status.ok());
+  EXPECT_FALSE(c->closed());
+}
+
+TEST_F(ConnectionTest, FailsSendFastOnceClosed) {
+  Listen({});
+  Dial({});
+  ASSERT_TRUE(client_->WaitReady());
+  server_->Conn()->Shutdown("bye");
+  std::optional<Status> closed = client_->WaitClosed();
+  ASSERT_TRUE(closed.has_value());
+  EXPECT_EQ(closed->code(), StatusCode::kUnavailable);
+  EXPECT_NE(closed->message().find("bye"), std::string::npos) << closed->ToString();
+  EXPECT_EQ(client_->Conn()->Send({{"kind", "fire"}}, nullptr).code(), StatusCode::kUnavailable);
+}
+
+// A hand-written peer on a plain socket, to see exactly what goes over the wire.
+class RawPeer {
+ public:
+  explicit RawPeer(const std::string& address) : socket_(io_) {
+    auto hp = SplitHostPort(address).value();
+    asio::ip::tcp::resolver r(io_);
+    asio::connect(socket_, r.resolve(hp.first, hp.second));
+    timeval tv{.tv_sec = 3, .tv_usec = 0};
+    setsockopt(socket_.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  void Write(const std::string& bytes) { asio::write(socket_, asio::buffer(bytes)); }
+  // Reads until `n` frames arrived or the peer closed or 3 s passed.
+  std::vector<wire::Frame> ReadFrames(size_t n, bool* peer_closed) {
+    std::vector<wire::Frame> frames;
+    uint8_t buf[4096];
+    while (frames.size() < n) {
+      std::error_code ec;
+      size_t got = socket_.read_some(asio::buffer(buf), ec);
+      if (ec) {
+        *peer_closed = ec == asio::error::eof || ec == asio::error::connection_reset;
+        break;
+      }
+      EXPECT_TRUE(decoder_.Feed({buf, got}, &frames).ok());
+    }
+    return frames;
+  }
+
+ private:
+  asio::io_context io_;
+  asio::ip::tcp::socket socket_;
+  wire::FrameDecoder decoder_;
+};
+
+TEST_F(ConnectionTest, AnswersHelloAndPingWithHelloAndPong) {
+  Listen({});
+  RawPeer raw(listener_->local_address());
+  raw.Write(wire::EncodeFrame(FrameType::kHello, 0, 0, R"({"name":"raw","version":1})") +
+            wire::EncodeFrame(FrameType::kPing, 0, 0, ""));
+  bool closed = false;
+  auto frames = raw.ReadFrames(2, &closed);
+  ASSERT_EQ(frames.size(), 2u);
+  EXPECT_EQ(frames[0].header.type, FrameType::kHello);
+  EXPECT_EQ(wire::DecodeHello(frames[0].payload)->name, "server");
+  EXPECT_EQ(frames[1].header.type, FrameType::kPong);
+}
+
+TEST_F(ConnectionTest, ClosesOnBadMagicWithALoggedReason) {
+  Listen({});
+  RawPeer raw(listener_->local_address());
+  raw.Write("GARBAGE-GARBAGE-GARBAGE");
+  bool closed = false;
+  auto frames = raw.ReadFrames(5, &closed);
+  EXPECT_TRUE(closed);
+  ASSERT_EQ(frames.size(), 1u);
+  EXPECT_EQ(frames[0].header.type, FrameType::kGoaway);
+  EXPECT_NE(frames[0].payload.find("magic"), std::string::npos) << frames[0].payload;
+  std::optional<Status> s = server_->WaitClosed();
+  ASSERT_TRUE(s.has_value());
+  EXPECT_NE(s->message().find("magic"), std::string::npos) << s->ToString();
+}
+
+TEST_F(ConnectionTest, ClosesWhenTheFirstFrameIsNotHello) {
+  Listen({});
+  RawPeer raw(listener_->local_address());
+  raw.Write(wire::EncodeFrame(FrameType::kPing, 0, 0, ""));
+  std::optional<Status> s = server_->WaitClosed();
+  ASSERT_TRUE(s.has_value());
+  EXPECT_NE(s->message().find("expected HELLO"), std::string::npos) << s->ToString();
+}
+
+TEST_F(ConnectionTest, GivesUpOnAPeerThatNeverSaysHello) {
+  Listen({.handshake_timeout = 200ms});
+  RawPeer raw(listener_->local_address());
+  std::optional<Status> s = server_->WaitClosed();
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->code(), StatusCode::kDeadlineExceeded);
+}
+
+TEST(DialTcp, FailsPromptlyWhenNothingListens) {
+  IoPool pool(1);
+  std::promise<Status> result;
+  // Port 1 on loopback: nothing listens there in a test sandbox.
+  DialTcp(pool.Next(), "127.0.0.1:1", 2s, [&result](Result<std::unique_ptr<Transport>> t) {
+    result.set_value(t.status());
+  });
+  auto f = result.get_future();
+  ASSERT_EQ(f.wait_for(3s), std::future_status::ready);
+  Status s = f.get();
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  pool.Stop();
+}
+
+}  // namespace
+}  // namespace ember::net

@@ -1,0 +1,355 @@
+"""Frame codec (spec §1) and the blocking Link (§2-§3)."""
+
+import filecmp
+import glob
+import json
+import os
+import socket
+import struct
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from ember import _wire
+from ember._wire import (FLAG_END, FrameType, Link, LinkClosed, LinkRefused, LinkTimeout,
+                         ProtocolError, StreamAborted, decode_frames, decode_header,
+                         encode_frame, encode_header, encode_json)
+
+from fake_parent import FakeParent, read_frame, read_message
+
+FRAMES_DIR = os.path.join(os.path.dirname(__file__), "..", "data", "frames")
+
+
+# --- codec --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ftype", list(FrameType))
+def test_header_round_trips_for_every_type(ftype):
+    length = {FrameType.PING: 0, FrameType.PONG: 0, FrameType.CREDIT: 8}.get(ftype, 42)
+    stream = 0 if ftype in (FrameType.HELLO, FrameType.PING, FrameType.PONG,
+                            FrameType.GOAWAY) else 7
+    raw = encode_header(ftype, stream, length, FLAG_END)
+    assert len(raw) == 16
+    fh = decode_header(raw)
+    assert (fh.type, fh.flags, fh.stream_id, fh.length, fh.end) == (ftype, 1, stream, length, True)
+
+
+def test_header_layout_is_little_endian_per_spec():
+    raw = encode_header(FrameType.DATA, 0x01020304, 0x0A0B0C, FLAG_END)
+    assert raw == b"EM\x01\x03\x01\x00\x00\x00\x04\x03\x02\x01\x0c\x0b\x0a\x00"
+
+
+def test_frames_round_trip_through_a_byte_string():
+    data = (encode_frame(FrameType.HELLO, 0, b'{"name":"a","version":1}')
+            + encode_frame(FrameType.HEAD, 5, b"{}")
+            + encode_frame(FrameType.DATA, 5, b"xyz", FLAG_END)
+            + encode_frame(FrameType.PING))
+    frames = decode_frames(data)
+    assert [f.type for f in frames] == [FrameType.HELLO, FrameType.HEAD, FrameType.DATA,
+                                        FrameType.PING]
+    assert frames[2].payload == b"xyz" and frames[2].end and not frames[1].end
+
+
+@pytest.mark.parametrize("raw, message", [
+    (b"XM\x01\x05" + bytes(12), "bad magic"),
+    (b"EM\x02\x05" + bytes(12), "version 2"),
+    (b"EM\x01\x09" + bytes(12), "unknown frame type 9"),
+    (b"EM\x01\x00" + bytes(12), "unknown frame type 0"),
+    (struct.pack("<2sBBHHII", b"EM", 1, 5, 0, 1, 0, 0), "reserved"),
+    (struct.pack("<2sBBHHII", b"EM", 1, 2, 2, 0, 1, 0), "flags"),
+    (struct.pack("<2sBBHHII", b"EM", 1, 2, 0, 0, 1, (1 << 20) + 1), "HEAD frame length"),
+    (struct.pack("<2sBBHHII", b"EM", 1, 1, 0, 0, 0, (1 << 20) + 1), "HELLO frame length"),
+    (struct.pack("<2sBBHHII", b"EM", 1, 3, 0, 0, 1, (16 << 20) + 1), "DATA frame length"),
+    (struct.pack("<2sBBHHII", b"EM", 1, 5, 0, 0, 0, 1), "PING frame length"),
+    (struct.pack("<2sBBHHII", b"EM", 1, 7, 0, 0, 1, 4), "CREDIT frame length 4 must be 8"),
+    (struct.pack("<2sBBHHII", b"EM", 1, 5, 0, 0, 3, 0), "PING frame on stream 3"),
+    (struct.pack("<2sBBHHII", b"EM", 1, 2, 0, 0, 0, 2), "HEAD frame on stream 0"),
+    (struct.pack("<2sBBHHII", b"EM", 1, 3, 0, 0, 0, 2), "DATA frame on stream 0"),
+    (b"EM\x01", "needs 16 bytes"),
+])
+def test_bad_headers_are_rejected_with_the_reason(raw, message):
+    with pytest.raises(ProtocolError, match=message):
+        decode_header(raw)
+
+
+def test_limits_allow_the_maximum_sizes():
+    assert decode_header(encode_header(FrameType.HEAD, 1, 1 << 20)).length == 1 << 20
+    assert decode_header(encode_header(FrameType.DATA, 1, 16 << 20)).length == 16 << 20
+
+
+def test_truncated_frame_is_rejected():
+    data = encode_frame(FrameType.HEAD, 1, b"{}")[:-1]
+    with pytest.raises(ProtocolError, match="truncated"):
+        decode_frames(data)
+
+
+def test_encoder_refuses_what_a_receiver_would_reject():
+    with pytest.raises(ValueError, match="exceeds"):
+        encode_header(FrameType.HEAD, 1, (1 << 20) + 1)
+    with pytest.raises(ValueError, match="flags"):
+        encode_header(FrameType.HEAD, 1, 0, flags=4)
+    with pytest.raises(ValueError, match="u32"):
+        encode_header(FrameType.DATA, 1 << 32, 0)
+    with pytest.raises(ValueError, match="stream 0"):
+        encode_header(FrameType.HEAD, 0, 2)
+
+
+def test_chunks_split_views_across_tensor_boundaries_without_copying():
+    a, b = bytearray(b"a" * 5), bytearray(b"b" * 7)
+    chunks = list(_wire._chunks(_wire._as_byte_views([a, b]), 4))
+    assert [b"".join(bytes(v) for v in c) for c in chunks] == [b"aaaa", b"abbb", b"bbbb"]
+    a[0] = ord("z")
+    assert bytes(chunks[0][0])[0] == ord("z")  # a view, not a copy
+
+
+# --- golden frames ----------------------------------------------------------------------
+
+def _golden_cases():
+    return sorted(glob.glob(os.path.join(FRAMES_DIR, "*.json")))
+
+
+def test_golden_frames_exist():
+    names = {os.path.basename(p)[:-5] for p in _golden_cases()}
+    assert {"hello", "head_end", "head_data", "ping", "abort"} <= names
+
+
+@pytest.mark.parametrize("path", _golden_cases(), ids=lambda p: os.path.basename(p)[:-5])
+def test_golden_frames_decode_as_described(path):
+    with open(path) as f:
+        expected = json.load(f)
+    with open(path[:-5] + ".bin", "rb") as f:
+        data = f.read()
+    # The C++ suite knows invalid cases by name alone.
+    assert expected["valid"] != os.path.basename(path).startswith("bad")
+    if not expected["valid"]:
+        with pytest.raises(ProtocolError):
+            decode_frames(data)
+        return
+    frames = decode_frames(data)
+    assert len(frames) == len(expected["frames"])
+    for got, want in zip(frames, expected["frames"]):
+        assert (int(got.type), got.type.name, got.flags, got.end, got.stream_id,
+                len(got.payload), got.payload.hex()) == (
+            want["type"], want["type_name"], want["flags"], want["end"], want["stream_id"],
+            want["length"], want["payload_hex"])
+        if "payload_json" in want:
+            assert _wire.decode_json(got.payload, "golden") == want["payload_json"]
+    if "body_hex" in expected:
+        body = b"".join(f.payload for f in frames if f.type == FrameType.DATA)
+        assert body.hex() == expected["body_hex"]
+        assert len(body) == json.loads(frames[0].payload)["body_size"]
+
+
+def test_golden_frames_are_what_make_golden_writes(tmp_path):
+    script = os.path.join(FRAMES_DIR, "make_golden.py")
+    subprocess.run([sys.executable, script, str(tmp_path)], check=True)
+    for produced in sorted(tmp_path.iterdir()):
+        assert filecmp.cmp(produced, os.path.join(FRAMES_DIR, produced.name), shallow=False), \
+            f"{produced.name} is stale: rerun tests/data/frames/make_golden.py"
+
+
+def test_golden_body_is_a_valid_safetensors_image():
+    from ember import _safetensors as st
+    with open(os.path.join(FRAMES_DIR, "head_data.json")) as f:
+        body = bytearray.fromhex(json.load(f)["body_hex"])
+    params = st.decode(body)
+    assert params["w"].tolist() == [1.5, -2.0] and params["n"] == 7
+
+
+# --- Link ------------------------------------------------------------------------------
+
+def _connect(parent, token=None, name=None):
+    return Link.connect("127.0.0.1", parent.port, name or f"site-1.{parent.job_id}",
+                        token=parent.token if token is None else token, timeout=5)
+
+
+def test_link_exchanges_hello_and_gets_a_reply_without_body():
+    parent = FakeParent(tasks=[])
+    with _connect(parent) as link:
+        assert link.peer_name == "site-1"
+        head, body = link.request("site-1", "link.get_task", {}, timeout=5)
+    parent.join()
+    assert head["h"] == {"task_name": "end"} and head["status"] == "ok" and body == bytearray()
+    assert parent.hellos == [{"name": "site-1.job-1", "version": 1, "token": "tok-123"}]
+
+
+def test_link_sends_a_multi_frame_body_and_receives_one_into_a_bytearray():
+    big = os.urandom(2 * (1 << 20) + 123)
+
+    def echo(parent, conn, head, sid):
+        parent.echoed = head
+        parent.reply(conn, head, {"n": 1}, body=big)
+        return True
+    parent = FakeParent(on_head=echo, ping_first=False)
+    parts = [memoryview(big)[:1000], memoryview(big)[1000:]]
+    with _connect(parent) as link:
+        head, body = link.request("site-1", "x.echo", {"a": 1}, parts, timeout=10)
+    parent.join()
+    assert type(body) is bytearray and bytes(body) == big
+    assert parent.echoed["body_size"] == len(big) and parent.echoed["h"] == {"a": 1}
+    assert parent.echoed["kind"] == "req" and parent.echoed["src"] == "site-1.job-1"
+
+
+def test_link_answers_ping_and_ignores_credit_while_waiting():
+    parent = FakeParent(tasks=[({"task_name": "train"}, b"")], ping_first=True)
+    with _connect(parent) as link:
+        head, _ = link.request("site-1", "link.get_task", {}, timeout=5)
+        link.request("site-1", "link.get_task", {}, timeout=5)  # "end"; PONG read before it
+    parent.join()
+    assert head["h"]["task_name"] == "train" and parent.pongs == 1
+
+
+def test_wrong_token_gives_a_clear_error():
+    parent = FakeParent()
+    with pytest.raises(LinkRefused, match="bad token.*EMBER_LINK_TOKEN"):
+        _connect(parent, token="wrong")
+    parent.join()
+
+
+def test_abort_of_the_reply_stream_raises_stream_aborted():
+    def abort_midway(parent, conn, head, sid):
+        sid = parent._next_stream + 1
+        parent._next_stream = sid
+        reply = {"kind": "reply", "topic": head["topic"], "req_id": head["req_id"],
+                 "status": "ok", "body_size": 10, "h": {}}
+        conn.sendall(encode_frame(FrameType.HEAD, sid, encode_json(reply)))
+        conn.sendall(encode_frame(FrameType.DATA, sid, b"12345"))
+        conn.sendall(encode_frame(FrameType.ABORT, sid,
+                                  encode_json({"code": "aborted", "message": "client stopping"})))
+        return True
+    parent = FakeParent(on_head=abort_midway)
+    with _connect(parent) as link:
+        with pytest.raises(StreamAborted, match="client stopping") as info:
+            link.request("site-1", "link.get_task", {}, timeout=5)
+        assert info.value.code == "aborted"
+    parent.join()
+
+
+def test_timeout_keeps_the_request_pending_so_its_reply_is_not_lost():
+    def late(parent, conn, head, sid):
+        parent.first = head
+        threading.Timer(0.4, parent.reply, (conn, head, {"late": True})).start()
+        return True
+    parent = FakeParent(on_head=late)
+    with _connect(parent) as link:
+        with pytest.raises(LinkTimeout):
+            link.request("site-1", "t.one", {}, timeout=0.1)
+        assert link.pending
+        with pytest.raises(_wire.WireError, match="still pending"):
+            link.request("site-1", "t.two", {}, timeout=5)
+        head, _ = link.wait_reply(timeout=5)
+        assert head["h"] == {"late": True} and not link.pending
+        with pytest.raises(_wire.WireError, match="no request is waiting"):
+            link.wait_reply(timeout=5)
+    parent.join()
+
+
+def test_replies_to_nobody_are_skipped_with_their_body():
+    def stray_first(parent, conn, head, sid):
+        stray = dict(head, req_id=12345)
+        parent.reply(conn, stray, {"stray": True}, body=b"x" * 3000)
+        parent.reply(conn, head, {"mine": True}, body=b"y" * 10)
+        return True
+    parent = FakeParent(on_head=stray_first)
+    with _connect(parent) as link:
+        head, body = link.request("site-1", "t.one", {}, timeout=5)
+    parent.join()
+    assert head["h"] == {"mine": True} and body == bytearray(b"y" * 10)
+
+
+def test_requests_to_the_script_get_no_handler():
+    def ask_back(parent, conn, head, sid):
+        if head["topic"] == "t.ask":
+            req = {"kind": "req", "topic": "x.probe", "src": "site-1", "dst": head["src"],
+                   "req_id": 99, "body_size": 3, "h": {}}
+            conn.sendall(encode_frame(FrameType.HEAD, 500, encode_json(req)))
+            conn.sendall(encode_frame(FrameType.DATA, 500, b"abc", FLAG_END))
+            parent.answer = read_message(conn)[0]
+            parent.reply(conn, head, {"ok": 1})
+            return True
+        return False
+    parent = FakeParent(on_head=ask_back)
+    with _connect(parent) as link:
+        head, _ = link.request("site-1", "t.ask", {}, timeout=5)
+    parent.join()
+    assert head["h"] == {"ok": 1}
+    assert parent.answer["status"] == "no_handler" and parent.answer["req_id"] == 99
+
+
+def test_peer_closing_raises_link_closed_and_the_link_stays_closed():
+    def hang_up(parent, conn, head, sid):
+        conn.shutdown(socket.SHUT_RDWR)
+        return True
+    parent = FakeParent(on_head=hang_up)
+    link = _connect(parent)
+    with pytest.raises(LinkClosed, match="closed the connection"):
+        link.request("site-1", "link.get_task", {}, timeout=5)
+    with pytest.raises(LinkClosed, match="is closed"):
+        link.fire("site-1", "link.log", {})
+    parent.join()
+
+
+def test_goaway_while_waiting_is_a_clear_link_closed():
+    def goaway(parent, conn, head, sid):
+        conn.sendall(encode_frame(FrameType.GOAWAY, 0, encode_json({"reason": "job aborted"})))
+        return True
+    parent = FakeParent(on_head=goaway)
+    with _connect(parent) as link:
+        with pytest.raises(LinkClosed, match="job aborted"):
+            link.request("site-1", "link.get_task", {}, timeout=5)
+    parent.join()
+
+
+def test_oversized_frame_from_the_peer_closes_the_link():
+    def bad(parent, conn, head, sid):
+        conn.sendall(struct.pack("<2sBBHHII", b"EM", 1, 2, 0, 0, 9, (1 << 20) + 1))
+        return True
+    parent = FakeParent(on_head=bad)
+    link = _connect(parent)
+    with pytest.raises(ProtocolError, match="exceeds the limit"):
+        link.request("site-1", "link.get_task", {}, timeout=5)
+    assert link.closed
+    parent.join()
+
+
+def test_reply_longer_than_body_size_is_a_protocol_error():
+    def liar(parent, conn, head, sid):
+        reply = {"kind": "reply", "topic": head["topic"], "req_id": head["req_id"],
+                 "status": "ok", "body_size": 2, "h": {}}
+        conn.sendall(encode_frame(FrameType.HEAD, 9, encode_json(reply)))
+        conn.sendall(encode_frame(FrameType.DATA, 9, b"abc", FLAG_END))
+        return True
+    parent = FakeParent(on_head=liar)
+    with _connect(parent) as link:
+        with pytest.raises(ProtocolError, match="more than its body_size"):
+            link.request("site-1", "link.get_task", {}, timeout=5)
+    parent.join()
+
+
+def test_bad_cell_name_is_refused_before_connecting():
+    with pytest.raises(ValueError, match="not a valid FQCN"):
+        Link.connect("127.0.0.1", 1, "site 1/job")
+
+
+def test_fire_is_safe_while_another_thread_waits_for_a_reply():
+    release = threading.Event()
+
+    def hold(parent, conn, head, sid):
+        if head["topic"] == "link.log":
+            parent.logs.append(head["h"])
+            parent.reply(conn, parent.held, {"done": True})
+            return True
+        parent.held = head
+        return True
+    parent = FakeParent(on_head=hold)
+    with _connect(parent) as link:
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=link.request("site-1", "t.wait", {})))
+        t.start()
+        release.wait(0.2)
+        link.fire("site-1", "link.log", {"level": "info", "msg": "hello"})
+        t.join(5)
+    parent.join()
+    assert out["r"][0]["h"] == {"done": True}
+    assert parent.logs == [{"level": "info", "msg": "hello"}]
