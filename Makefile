@@ -6,7 +6,7 @@ EMBER  := $(CURDIR)/$(BUILD)/apps/ember/ember
 export EMBER_BIN := $(EMBER)
 export PYTHONPATH := $(CURDIR)/python
 
-.PHONY: deps configure build test test-cpp test-python demo demo-pt demo-cpp bench bench-round bench-large clean
+.PHONY: deps configure build test test-cpp test-python demo demo-pt demo-cpp bench bench-round bench-model clean
 
 deps:
 	bash scripts/deps.sh
@@ -36,13 +36,13 @@ demo-pt: build
 demo-cpp: build
 	cd examples/hello-cpp && $(PY) job.py
 
-bench: bench-round bench-large
+bench: bench-round bench-model
 
 bench-round: build
 	$(PY) bench/round_overhead.py
 
-bench-large: build
-	$(PY) bench/large_model.py
+bench-model: build
+	$(PY) bench/model_round.py
 
 clean:
 	rm -rf $(BUILD)

@@ -65,20 +65,24 @@ void ServerRuntime::OnSubmit(cell::Message m, cell::Responder r) {
     return r.Error(StatusCode::kInvalidArgument, "task " + task_id + " is not outstanding for " + site);
   }
   Status s;
+  int round = -1;
   {
     std::lock_guard agg(aggregate_mu_);
     std::function<Status(const SiteResult&)> cb;
     {
       std::lock_guard lock(mu_);
       cb = on_result_;
+      round = round_;
     }
+    // The round cannot end before Complete(): on_result_ stays set while we fold.
     s = cb ? cb(SiteResult{site, std::move(m)}) : Status::FailedPrecondition("no round running");
   }
   if (!s.ok()) {
-    Fail(s.WithContext(site + " job " + options_.job_id + " round " + std::to_string(round_) +
+    Fail(s.WithContext(site + " job " + options_.job_id + " round " + std::to_string(round) +
                        ": result rejected"));
     return r.Error(s.code(), s.message());
   }
+  board_.Complete(site);
   cv_.notify_all();
   r.Reply();
 }

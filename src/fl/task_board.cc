@@ -48,11 +48,16 @@ void TaskBoard::ReplyLocked(const std::string& site, cell::Responder& r) {
 bool TaskBoard::ClaimResult(const std::string& site, const std::string& task_id) {
   std::lock_guard lock(mu_);
   auto it = tasks_.find(site);
-  if (it == tasks_.end() || it->second.done || it->second.header.value("task_id", "") != task_id) {
+  if (it == tasks_.end() || it->second.claimed || it->second.header.value("task_id", "") != task_id) {
     return false;
   }
-  it->second.done = true;
+  it->second.claimed = true;
   return true;
+}
+
+void TaskBoard::Complete(const std::string& site) {
+  std::lock_guard lock(mu_);
+  if (auto it = tasks_.find(site); it != tasks_.end()) it->second.done = true;
 }
 
 void TaskBoard::ExpireParked() {

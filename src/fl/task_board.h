@@ -33,8 +33,11 @@ class TaskBoard {
   // Marks the job finished: parked and later requests get task_name "end".
   void End();
   void OnGetTask(const std::string& site, cell::Responder responder);
-  // Returns true (once) if `task_id` is the outstanding task of `site`; marks it taken.
+  // Returns true (once) if `task_id` is the outstanding task of `site`; marks it claimed
+  // so a duplicate submission is refused while the first one is being folded in.
   bool ClaimResult(const std::string& site, const std::string& task_id);
+  // Marks the claimed task of `site` done: its result has been folded in.
+  void Complete(const std::string& site);
   // Answers parked requests older than park_limit with "wait". Returns sites still owing results.
   void ExpireParked();
   std::set<std::string> sites_pending() const;
@@ -46,6 +49,7 @@ class TaskBoard {
     cell::Json header;
     std::shared_ptr<cell::BodySource> body;
     bool fetched = false;
+    bool claimed = false;
     bool done = false;
   };
   struct Parked {
