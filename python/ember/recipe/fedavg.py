@@ -101,7 +101,7 @@ class FedAvgRecipe:
         self.framework = _framework(framework, model)
         self.train_script = _script("train_script", train_script)
         self.train_args = _str("train_args", train_args)
-        self.command = _nonempty("command", command)
+        self.command = _str("command", command)  # "" runs train_script itself (a binary)
         self.launch_external_process = bool(launch_external_process)
         self.launch_once = _bool("launch_once", launch_once)
         self.shutdown_timeout = _float("shutdown_timeout", shutdown_timeout, 0.0)
@@ -412,7 +412,7 @@ def _per_site_config(config: Optional[Mapping]) -> Dict[str, Dict[str, Any]]:
 def _site_overrides(site: str, overrides: Any) -> Dict[str, Any]:
     if not isinstance(overrides, Mapping):
         raise TypeError(f"per_site_config[{site!r}] must be a dict, got {overrides!r}")
-    checks = {"train_script": _script, "train_args": _str, "command": _nonempty,
+    checks = {"train_script": _script, "train_args": _str, "command": _str,
               "launch_once": _bool,
               "shutdown_timeout": lambda n, v: _float(n, v, 0.0),
               "framework": lambda n, v: _framework(v, None),
