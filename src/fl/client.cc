@@ -40,7 +40,11 @@ Result<std::unique_ptr<ClientRuntime>> ClientRuntime::Start(ClientOptions option
       EMBER_ASSIGN_OR_RETURN(ClientConfig config, raw->options_.job.ClientConfigFor(raw->options_.site));
       raw->gc_rounds_ = config.client_memory_gc_rounds;
       LaunchContext ctx{raw->options_.site, raw->job_id_, raw->options_.workspace, token, raw->log_};
-      raw->executor_ = std::make_unique<LauncherExecutor>(raw->cell_, std::move(config), ctx);
+      {
+        std::lock_guard lock(raw->executor_mu_);
+        raw->executor_ = std::make_unique<LauncherExecutor>(raw->cell_, std::move(config), ctx);
+        if (raw->aborted_) raw->executor_->Abort();
+      }
       raw->cell_->OnPeer([ex = raw->executor_.get()](const std::string& p, bool up) { ex->OnPeer(p, up); });
       return raw->Run();
     }();
@@ -51,12 +55,13 @@ Result<std::unique_ptr<ClientRuntime>> ClientRuntime::Start(ClientOptions option
 
 ClientRuntime::~ClientRuntime() {
   if (thread_.joinable()) thread_.join();
+  if (cell_) cell_->Stop();  // first: the link handlers point into the executor
   executor_.reset();
-  if (cell_) cell_->Stop();
 }
 
 void ClientRuntime::Abort() {
   aborted_ = true;
+  std::lock_guard lock(executor_mu_);
   if (executor_) executor_->Abort();
 }
 

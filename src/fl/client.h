@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <semaphore>
 #include <string>
 #include <thread>
@@ -52,6 +53,7 @@ class ClientRuntime {
   ClientOptions options_;
   std::shared_ptr<spdlog::logger> log_;
   std::shared_ptr<cell::Cell> cell_;
+  std::mutex executor_mu_;                   // guards executor_ creation against Abort()
   std::unique_ptr<LauncherExecutor> executor_;
   std::string job_id_;
   int round_ = -1;

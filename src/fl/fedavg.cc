@@ -66,8 +66,8 @@ Status FedAvg::RunRounds(ServerComm& comm, const std::vector<std::string>& sites
     EMBER_ASSIGN_OR_RETURN(RoundSummary summary, RunOneRound(comm, round, sites));
     rounds_completed_ = round + 1;
     EMBER_RETURN_IF_ERROR(outputs_.AppendRound(summary));
-    log_->info("round {}/{}: {}/{} sites reported, {:.1f} MiB out, {:.1f} MiB in, {:.2f} s{}", round + 1,
-               config_.num_rounds, summary.sites.size(), sites.size(), MiB(summary.bytes_out),
+    log_->info("round {} ({}/{}): {}/{} sites reported, {:.1f} MiB out, {:.1f} MiB in, {:.2f} s{}", round,
+               round + 1, config_.num_rounds, summary.sites.size(), sites.size(), MiB(summary.bytes_out),
                MiB(summary.bytes_in), summary.seconds, FormatMetrics(summary.metrics));
     if (config_.server_memory_gc_rounds > 0 && (round + 1) % config_.server_memory_gc_rounds == 0) {
       base::TrimResult t = base::TrimMemory();

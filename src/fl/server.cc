@@ -9,6 +9,7 @@ using namespace std::chrono_literals;
 namespace {
 constexpr auto kPollInterval = 100ms;
 constexpr auto kParkLimit = 5s;
+constexpr auto kEndDrain = 5s;
 }  // namespace
 
 ServerRuntime::ServerRuntime(ServerOptions options)
@@ -166,16 +167,21 @@ void ServerRuntime::RunWorkflow() {
   FedAvg workflow(options_.job.server, options_.job_id, options_.workspace, log_);
   Status s = workflow.Run(*this);
   board_.End();
-  DrainEnd();
+  if (s.ok()) DrainEnd();  // after a failure the sites are aborted instead
   std::lock_guard lock(mu_);
   outcome_ = s;
   done_ = true;
   cv_.notify_all();
 }
 
-// Gives connected sites a moment to fetch "end" so they shut their scripts down cleanly.
+// Waits (bounded) until every registered site has been told "end", so sites shut their
+// scripts down cleanly instead of finding the server gone.
 void ServerRuntime::DrainEnd() {
-  std::this_thread::sleep_for(200ms);
+  const auto deadline = std::chrono::steady_clock::now() + kEndDrain;
+  std::unique_lock lock(mu_);
+  while (board_.ended() < sites_.size() && std::chrono::steady_clock::now() < deadline) {
+    cv_.wait_for(lock, kPollInterval);
+  }
 }
 
 Status ServerRuntime::Wait() {

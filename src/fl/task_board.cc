@@ -25,13 +25,19 @@ void TaskBoard::End() {
   std::lock_guard lock(mu_);
   ended_ = true;
   tasks_.clear();
-  for (auto& [site, p] : parked_) p.responder.Reply({{"task_name", "end"}});
+  for (auto& [site, p] : parked_) {
+    p.responder.Reply({{"task_name", "end"}});
+    told_end_.insert(site);
+  }
   parked_.clear();
 }
 
 void TaskBoard::OnGetTask(const std::string& site, cell::Responder responder) {
   std::lock_guard lock(mu_);
-  if (ended_) return responder.Reply({{"task_name", "end"}});
+  if (ended_) {
+    told_end_.insert(site);
+    return responder.Reply({{"task_name", "end"}});
+  }
   auto it = tasks_.find(site);
   if (it != tasks_.end() && !it->second.fetched) return ReplyLocked(site, responder);
   auto old = parked_.find(site);
@@ -87,6 +93,15 @@ size_t TaskBoard::fetched() const {
   size_t n = 0;
   for (const auto& [site, t] : tasks_) n += t.fetched ? 1 : 0;
   return n;
+}
+
+}  // namespace ember::fl
+
+namespace ember::fl {
+
+size_t TaskBoard::ended() const {
+  std::lock_guard lock(mu_);
+  return told_end_.size();
 }
 
 }  // namespace ember::fl

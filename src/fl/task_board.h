@@ -43,6 +43,8 @@ class TaskBoard {
   std::set<std::string> sites_pending() const;
   // Sites that fetched their task in the current round.
   size_t fetched() const;
+  // Sites that have been told "end" since End().
+  size_t ended() const;
 
  private:
   struct Task {
@@ -64,6 +66,7 @@ class TaskBoard {
   std::map<std::string, Task> tasks_;
   std::map<std::string, Parked> parked_;
   bool ended_ = false;
+  std::set<std::string> told_end_;
 };
 
 }  // namespace ember::fl
