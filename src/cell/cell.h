@@ -37,6 +37,8 @@ struct CellOptions {
 
 // Replies to one request, exactly once; later calls are ignored. Copyable; may outlive
 // the handler call and be used from any thread. If the cell stops first, Reply is a no-op.
+// If every copy is dropped without a reply, the requester gets an `internal` error at once
+// (rather than waiting for its timeout). Fire messages get an empty Responder (no-op).
 class Responder {
  public:
   class Impl;
@@ -70,8 +72,10 @@ class Cell {
   // Called when a direct peer (child or parent) connects or disconnects.
   virtual void OnPeer(PeerCallback callback) = 0;
 
-  // Sends a request to `dst` and waits for the reply. The reply's non-OK status (timeout,
-  // unreachable, no_handler, remote error) is returned as the Status.
+  // Sends a request to `dst` and waits for the reply. The reply's non-OK status is
+  // returned as the Status: timeout -> kDeadlineExceeded, unreachable / connection lost /
+  // cell stopped -> kUnavailable, no_handler -> kUnimplemented, a remote Error(code, ..)
+  // -> that code.
   virtual Result<Message> Request(const std::string& dst, Message request,
                                   std::chrono::milliseconds timeout) = 0;
   // Same, but calls `done` (on a worker thread) instead of blocking.
@@ -81,7 +85,8 @@ class Cell {
   virtual Status Fire(const std::string& dst, Message message) = 0;
 
   // Stops accepting, fails pending requests with kUnavailable, closes connections and
-  // joins the threads. Idempotent.
+  // joins the threads. Idempotent. Also runs when the last shared_ptr<Cell> is released.
+  // Called from a handler, it returns at once and finishes on a helper thread.
   virtual void Stop() = 0;
 };
 

@@ -259,13 +259,19 @@ void CellImpl::StopNow() {
   CloseConnections();
   workers_.Stop();
   io_->Stop();
-  std::lock_guard lock(mu_);
-  handlers_.clear();  // handlers may capture the cell: break the cycle
-  peer_callbacks_.clear();
-  connections_.clear();
-  children_.clear();
-  parent_.reset();
-  reconnect_timer_.reset();
+  // Handlers may capture the cell (a cycle): drop them, but outside mu_, since dropping
+  // the last reference re-enters Stop().
+  std::unordered_map<std::string, Handler> handlers;
+  std::vector<PeerCallback> peer_callbacks;
+  {
+    std::lock_guard lock(mu_);
+    handlers.swap(handlers_);
+    peer_callbacks.swap(peer_callbacks_);
+    connections_.clear();
+    children_.clear();
+    parent_.reset();
+    reconnect_timer_.reset();
+  }
   listener_.reset();
 }
 

@@ -113,7 +113,7 @@ class CellImpl final : public Cell, public std::enable_shared_from_this<CellImpl
   void FailRequests(std::vector<PendingRequest> requests, const Status& why);
   void RunCompletion(std::function<void(Result<Message>)> done, Result<Message> result);
   void ArmTimer(uint64_t req_id, const std::shared_ptr<asio::steady_timer>& timer,
-                std::chrono::milliseconds timeout, std::string what);
+                std::chrono::milliseconds timeout);
   Json BaseHeader(std::string_view kind, const std::string& dst) const;
   void ReplyError(const wire::MessageFields& f, std::string_view status, std::string error);
 

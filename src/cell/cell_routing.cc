@@ -72,7 +72,7 @@ void CellImpl::RequestAsync(const std::string& dst, Message request, std::chrono
   auto timer = std::make_shared<asio::steady_timer>(io_->Next());
   pending_.Add(req_id, {.done = std::move(done), .timer = timer,
                         .conn_id = route.conn ? route.conn->id() : 0, .what = what});
-  ArmTimer(req_id, timer, timeout, what);
+  ArmTimer(req_id, timer, timeout);
   if (route.kind == Route::kSelf) {
     auto fields = wire::ReadMessageFields(header);
     if (fields.ok()) return Dispatch(*fields, Message{std::move(header), std::move(request.body)});
@@ -84,15 +84,14 @@ void CellImpl::RequestAsync(const std::string& dst, Message request, std::chrono
 }
 
 void CellImpl::ArmTimer(uint64_t req_id, const std::shared_ptr<asio::steady_timer>& timer,
-                        std::chrono::milliseconds timeout, std::string what) {
+                        std::chrono::milliseconds timeout) {
   std::weak_ptr<CellImpl> weak = weak_from_this();
-  asio::post(timer->get_executor(), [weak, timer, timeout, req_id, what = std::move(what)] {
+  asio::post(timer->get_executor(), [weak, timer, timeout, req_id] {
     timer->expires_after(timeout);
-    timer->async_wait([weak, req_id, timeout, what](const std::error_code& ec) {
+    timer->async_wait([weak, req_id, timeout](const std::error_code& ec) {
       auto self = weak.lock();
       if (ec || !self) return;
-      self->CompleteRequest(req_id, Status::DeadlineExceeded(
-                                        fmt::format("{}: no reply within {} ms", what, timeout.count())));
+      self->CompleteRequest(req_id, Status::DeadlineExceeded(fmt::format("no reply within {} ms", timeout.count())));
     });
   });
 }

@@ -67,20 +67,33 @@ Status Connection::Send(wire::Json header, std::shared_ptr<const wire::BodySourc
     return Status::InvalidArgument(fmt::format("message header of {} bytes exceeds the limit of {}",
                                                head.size(), wire::kMaxHeaderBytes));
   }
-  if (queued_messages_.fetch_add(1) >= options_.max_queued_messages) {
-    queued_messages_.fetch_sub(1);
-    return Status::ResourceExhausted(fmt::format("send queue to {} is full ({} messages)",
-                                                 Describe(), options_.max_queued_messages));
-  }
+  EMBER_RETURN_IF_ERROR(Admit(head.size()));
   asio::post(executor_, [self = shared_from_this(), head = std::move(head), body = std::move(body)]() mutable {
     if (self->state_ == State::kClosed || self->state_ == State::kClosing) {
-      self->queued_messages_.fetch_sub(1);
-      return;
+      return self->Release(1, head.size());
     }
     self->scheduler_.AddMessage(std::move(head), std::move(body));
     self->MaybeWrite();
   });
   return Status::Ok();
+}
+
+// Bounds the send queue by messages and by header bytes (bodies are referenced, not
+// copied, so they cost nothing until their chunk is read).
+Status Connection::Admit(size_t head_bytes) {
+  size_t messages = queued_messages_.fetch_add(1);
+  size_t bytes = queued_header_bytes_.fetch_add(head_bytes);
+  if (messages < options_.max_queued_messages && bytes + head_bytes <= options_.max_queued_header_bytes) {
+    return Status::Ok();
+  }
+  Release(1, head_bytes);
+  return Status::ResourceExhausted(fmt::format("send queue to {} is full ({} messages, {} header bytes)",
+                                               Describe(), messages, bytes));
+}
+
+void Connection::Release(size_t messages, size_t head_bytes) {
+  queued_messages_.fetch_sub(messages);
+  queued_header_bytes_.fetch_sub(head_bytes);
 }
 
 void Connection::Ping() {
@@ -232,9 +245,11 @@ void Connection::MaybeWrite() {
   write_buf_.clear();
   bool allow_streams = state_ == State::kOpen;
   while (write_buf_.size() < kWriteBatchBytes) {
+    size_t before = write_buf_.size();
     auto a = scheduler_.AppendNext(&write_buf_, allow_streams);
     if (!a) break;
-    if (a->message_done) queued_messages_.fetch_sub(1);
+    size_t head_bytes = a->type == FrameType::kHead ? write_buf_.size() - before - wire::kFrameHeaderSize : 0;
+    Release(a->message_done ? 1 : 0, head_bytes);
     if (!a->error.ok()) EMBER_LOG_WARN("to {}: {}", Describe(), a->error.ToString());
     if (a->type == FrameType::kGoaway) {
       close_after_write_ = true;
@@ -276,7 +291,8 @@ void Connection::CloseNow(Status why) {
   timer_.cancel();
   transport_->Close();
   assembler_.CancelAll(why);
-  queued_messages_.fetch_sub(scheduler_.Clear());
+  size_t head_bytes = scheduler_.queued_head_bytes();
+  Release(scheduler_.Clear(), head_bytes);
   EMBER_LOG_DEBUG("connection {} to {} closed: {}", id_, Describe(), why.ToString());
   auto on_closed = std::move(callbacks_.on_closed);
   callbacks_ = {};

@@ -47,6 +47,7 @@ struct ConnectionOptions {
   uint64_t max_body_size = 64ull << 30;         // larger incoming bodies are rejected
   size_t max_incoming_streams = 1024;           // more open at once is a protocol error
   size_t max_queued_messages = 4096;            // Send() beyond this: kResourceExhausted
+  size_t max_queued_header_bytes = 64 << 20;    // same, for HEAD bytes not yet written
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds goaway_linger{1000};  // Shutdown(): wait this long for GOAWAY to flush
   StreamSinkFactory sink_factory;               // null: buffer each body in memory
@@ -100,6 +101,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void OnWritten(const std::error_code& ec);
   void DoShutdown(Status why, std::string reason);
   void CloseNow(Status why);
+  Status Admit(size_t head_bytes);
+  void Release(size_t messages, size_t head_bytes);
   std::string Describe() const;
 
   const uint64_t id_;
@@ -108,7 +111,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string remote_address_;
   const asio::any_io_executor executor_;
   std::atomic<bool> closed_{false};
-  std::atomic<size_t> queued_messages_{0};  // Send() accepted, last frame not yet written
+  std::atomic<size_t> queued_messages_{0};      // Send() accepted, last frame not yet written
+  std::atomic<size_t> queued_header_bytes_{0};  // Send() accepted, HEAD not yet written
   mutable std::mutex name_mu_;
   std::string peer_name_;  // guarded by name_mu_
 

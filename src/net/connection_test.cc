@@ -285,6 +285,20 @@ TEST_F(ConnectionTest, GivesUpOnAPeerThatNeverSaysHello) {
   EXPECT_EQ(s->code(), StatusCode::kDeadlineExceeded);
 }
 
+TEST_F(ConnectionTest, RefusesToQueueBeyondItsMessageAndHeaderBounds) {
+  Listen({.max_queued_messages = 2, .max_queued_header_bytes = 200});
+  RawPeer raw(listener_->local_address());  // never says HELLO, so nothing is sent
+  auto c = server_->Conn();
+  ASSERT_NE(c, nullptr);
+  EXPECT_TRUE(c->Send({{"kind", "fire"}}, nullptr).ok());
+  EXPECT_EQ(c->Send({{"kind", "fire"}, {"pad", std::string(300, 'x')}}, nullptr).code(),
+            StatusCode::kResourceExhausted);
+  EXPECT_TRUE(c->Send({{"kind", "fire"}}, nullptr).ok());
+  Status full = c->Send({{"kind", "fire"}}, nullptr);
+  EXPECT_EQ(full.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(full.message().find("full"), std::string::npos) << full.ToString();
+}
+
 TEST(DialTcp, FailsPromptlyWhenNothingListens) {
   IoPool pool(1);
   std::promise<Status> result;

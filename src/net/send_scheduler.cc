@@ -33,6 +33,7 @@ void SendScheduler::AddControl(FrameType type, std::string payload) {
 uint32_t SendScheduler::AddMessage(std::string head_json, std::shared_ptr<const wire::BodySource> body) {
   uint64_t size = body ? body->size() : 0;
   uint32_t id = NextStreamId();
+  head_bytes_ += head_json.size();
   heads_.push_back({.id = id, .head = std::move(head_json), .body = std::move(body), .size = size,
                     .offset = 0});
   return id;
@@ -63,6 +64,7 @@ SendScheduler::Appended SendScheduler::AppendControl(std::vector<uint8_t>* out) 
 SendScheduler::Appended SendScheduler::AppendHead(std::vector<uint8_t>* out) {
   OutStream s = std::move(heads_.front());
   heads_.pop_front();
+  head_bytes_ -= s.head.size();
   bool end = s.size == 0;
   AppendFrame(out, FrameType::kHead, end ? wire::kFlagEnd : 0, s.id, s.head);
   s.head.clear();
@@ -103,6 +105,7 @@ SendScheduler::Appended SendScheduler::AppendData(std::vector<uint8_t>* out) {
 
 size_t SendScheduler::Clear() {
   size_t dropped = queued_messages();
+  head_bytes_ = 0;
   control_.clear();
   heads_.clear();
   bodies_.clear();

@@ -50,6 +50,8 @@ class SendScheduler {
   // Drops every queued frame; returns how many messages were dropped unfinished.
   size_t Clear();
   size_t queued_messages() const { return heads_.size() + bodies_.size(); }
+  // Bytes of HEAD payloads not yet appended.
+  size_t queued_head_bytes() const { return head_bytes_; }
   bool has_control() const { return !control_.empty(); }
 
  private:
@@ -72,6 +74,7 @@ class SendScheduler {
 
   size_t chunk_size_;
   uint32_t next_stream_id_ = 1;
+  size_t head_bytes_ = 0;
   std::deque<Control> control_;
   std::deque<OutStream> heads_;   // HEAD not sent yet
   std::deque<OutStream> bodies_;  // HEAD sent, DATA remaining; front is next (round-robin)
