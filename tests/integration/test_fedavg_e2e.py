@@ -170,3 +170,12 @@ def test_a_script_that_never_calls_init_times_out(tmp_path, simulate):
     assert proc.returncode == 1
     assert "did not call init()" in proc.stderr and "site-1" in proc.stderr
     assert time.monotonic() - start < 15
+
+
+def test_launch_once_false_starts_a_script_per_round(tmp_path, simulate):
+    job = export(tmp_path, launch_once=False)
+    proc, ws = simulate(job)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    check_rounds(ws, 2, 3, "FULL")
+    log = (ws / "site-1" / "log.txt").read_text()
+    assert log.count("launching training script") == 3
