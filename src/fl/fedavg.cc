@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <mutex>
 
 #include "base/memory.h"
 #include "fl/round_accumulator.h"
@@ -41,7 +42,7 @@ Status FedAvg::Run(ServerComm& comm) {
       EMBER_ASSIGN_OR_RETURN(StopCondition c, StopCondition::Parse(config_.stop_cond));
       stop_ = c;
     }
-    EMBER_ASSIGN_OR_RETURN(global_, GlobalModel::Load(config_.initial_model));
+    EMBER_ASSIGN_OR_RETURN(global_, GlobalModel::Open(config_.initial_model));
     log_->info("job {}: waiting for {} site(s)", job_id_, config_.min_clients);
     EMBER_ASSIGN_OR_RETURN(auto sites, comm.WaitForSites(config_.min_clients));
     return RunRounds(comm, sites);
@@ -88,16 +89,17 @@ Result<RoundSummary> FedAvg::RunOneRound(ServerComm& comm, int round, const std:
   json task = {{"task_name", "train"},   {"job_id", job_id_},
                {"current_round", round}, {"total_rounds", config_.num_rounds},
                {"params_type", config_.params_transfer_type}, {"meta", json::object()}};
-  RoundAccumulator acc(global_, config_.exclude_vars);
+  RoundAccumulator acc(global_, {config_.exclude_vars, AccumulateAs(), workspace_});
+  std::mutex summary_mu;
   auto on_result = [&](const SiteResult& r) -> Status {
     const json& h = r.message.h();
     EMBER_ASSIGN_OR_RETURN(ParamsType type, ParseParamsType(h.value("params_type", "FULL")));
     const json meta = h.value("meta", json::object());
     const double weight = SiteWeight(r.site, meta);
-    const auto& body = r.message.body;
-    std::span<const uint8_t> bytes;
-    if (body && body->size() > 0) bytes = {body->contiguous(), body->size()};
-    EMBER_RETURN_IF_ERROR(acc.Add(r.site, bytes, weight, h.value("metrics", json::object()), type));
+    EMBER_ASSIGN_OR_RETURN(auto folder, acc.Begin(r.site, r.message.body_size(), weight, type));
+    EMBER_RETURN_IF_ERROR(FoldBody(*r.message.body, *folder));
+    EMBER_RETURN_IF_ERROR(acc.Commit(*folder, weight, h.value("metrics", json::object())));
+    std::lock_guard lock(summary_mu);
     summary.sites.push_back(r.site);
     summary.num_steps += meta.value("NUM_STEPS_CURRENT_ROUND", 1.0);
     summary.bytes_in += r.message.body_size();
@@ -107,11 +109,25 @@ Result<RoundSummary> FedAvg::RunOneRound(ServerComm& comm, int round, const std:
   summary.bytes_out = global_.size() * sites.size();
   summary.metrics = acc.AggregatedMetrics();
   EMBER_RETURN_IF_ERROR(TrackBest(round, summary.metrics));
-  EMBER_ASSIGN_OR_RETURN(GlobalModel next, acc.Finish());
-  global_ = std::move(next);
-  EMBER_RETURN_IF_ERROR(global_.Save(Path(config_.save_filename)));
+  EMBER_ASSIGN_OR_RETURN(global_, acc.Finish(Path(config_.save_filename)));
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return summary;
+}
+
+tensor::AccumulateAs FedAvg::AccumulateAs() const {
+  return config_.aggregation_accumulate == "F32" ? tensor::AccumulateAs::kF32 : tensor::AccumulateAs::kF64;
+}
+
+// Feeds a received body to the folder in bounded pieces.
+Status FedAvg::FoldBody(const cell::BodySource& body, ResultFolder& folder) {
+  std::vector<uint8_t> buf(std::min<uint64_t>(body.size(), 1 << 20));
+  for (uint64_t off = 0; off < body.size();) {
+    EMBER_ASSIGN_OR_RETURN(size_t n, body.ReadAt(off, buf));
+    if (n == 0) return Status::DataLoss("result body ended early");
+    EMBER_RETURN_IF_ERROR(folder.Write({buf.data(), n}));
+    off += n;
+  }
+  return Status::Ok();
 }
 
 double FedAvg::SiteWeight(const std::string& site, const json& meta) const {
@@ -134,7 +150,7 @@ Status FedAvg::TrackBest(int round, const json& metrics) {
   best_value_ = v;
   best_round_ = round;
   // The sites' metrics evaluate the model they received this round: that one is the best.
-  return global_.Save(Path(config_.best_filename));
+  return global_.CopyTo(Path(config_.best_filename));
 }
 
 bool FedAvg::ShouldStop(const json& metrics) {

@@ -19,7 +19,9 @@
 #include "fl/job_config.h"
 #include "fl/job_outputs.h"
 #include "fl/server.h"
+#include "fl/result_folder.h"
 #include "fl/stop_condition.h"
+#include "tensor/aggregate.h"
 
 namespace ember::fl {
 
@@ -37,6 +39,8 @@ class FedAvg {
   // True when stop_cond is met or patience is exhausted.
   bool ShouldStop(const nlohmann::json& metrics);
   double SiteWeight(const std::string& site, const nlohmann::json& meta) const;
+  tensor::AccumulateAs AccumulateAs() const;
+  static Status FoldBody(const cell::BodySource& body, ResultFolder& folder);
   std::string Path(const std::string& file) const { return workspace_ + "/" + file; }
 
   ServerConfig config_;

@@ -1,38 +1,45 @@
-// GlobalModel: the round's global model as one immutable safetensors image in memory.
-// Every client's download in a round reads the same buffer (no per-client copies).
+// GlobalModel: the round's global model, a safetensors file on disk. Every client's
+// download in a round reads the same file through pread (one buffer for all, no
+// per-client copies, and page-cache memory rather than process RSS).
 //
-//   EMBER_ASSIGN_OR_RETURN(GlobalModel m, GlobalModel::Load(job.server.initial_model));
-//   reply.Reply(task_header, m.body());
-//   EMBER_RETURN_IF_ERROR(m.Save(workspace + "/FL_global_model.safetensors"));
+//   EMBER_ASSIGN_OR_RETURN(GlobalModel m, GlobalModel::Open(job.server.initial_model));
+//   responder.Reply(task_header, m.body());
+//   EMBER_RETURN_IF_ERROR(m.CopyTo(workspace + "/best_FL_global_model.safetensors"));
 //
-// Thread-safety: immutable after construction; copies share the buffer.
+// The open file descriptor keeps this round's bytes readable even after a later round
+// renames a new model over the same path. Thread-safety: immutable; copies share the fd.
 #pragma once
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/status.h"
 #include "cell/message.h"
-#include "tensor/safetensors.h"
+#include "tensor/safetensors_header.h"
 
 namespace ember::fl {
 
 class GlobalModel {
  public:
   GlobalModel() = default;
-  // Validates `image` as safetensors.
-  static Result<GlobalModel> FromBytes(std::string image);
-  static Result<GlobalModel> Load(const std::string& path);
+  // Opens and validates `path` (header only is read here).
+  static Result<GlobalModel> Open(const std::string& path);
 
   std::shared_ptr<cell::BodySource> body() const { return body_; }
-  const tensor::SafetensorsView& view() const { return *view_; }
+  const tensor::SafetensorsHeader& header() const { return *header_; }
+  const std::vector<tensor::TensorInfo>& tensors() const { return header_->tensors; }
   uint64_t size() const { return body_ ? body_->size() : 0; }
-  // Writes the image atomically (temp file + rename): a crash keeps the previous file.
-  Status Save(const std::string& path) const;
+  const std::string& path() const { return path_; }
+  // Reads `out.size()` bytes of tensor `info` starting at byte `offset` within it.
+  Status ReadTensor(const tensor::TensorInfo& info, uint64_t offset, std::span<uint8_t> out) const;
+  // Copies the model's bytes to `path` atomically (temp file + rename).
+  Status CopyTo(const std::string& path) const;
 
  private:
+  std::string path_;
   std::shared_ptr<cell::BodySource> body_;
-  std::shared_ptr<tensor::SafetensorsView> view_;
+  std::shared_ptr<const tensor::SafetensorsHeader> header_;
 };
 
 }  // namespace ember::fl

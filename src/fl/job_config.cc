@@ -53,6 +53,7 @@ Status ParseServer(const json& j, const std::string& file, const fs::path& dir, 
   EMBER_RETURN_IF_ERROR(Get(j, "initial_model", s.initial_model, file));
   EMBER_RETURN_IF_ERROR(Get(j, "task_timeout_s", s.task_timeout_s, file));
   EMBER_RETURN_IF_ERROR(Get(j, "server_memory_gc_rounds", s.server_memory_gc_rounds, file));
+  EMBER_RETURN_IF_ERROR(Get(j, "aggregation_accumulate", s.aggregation_accumulate, file));
   s.initial_model = (dir / s.initial_model).string();
   return Status::Ok();
 }
@@ -66,6 +67,10 @@ Status ValidateServer(const ServerConfig& s, const std::string& file) {
   if (s.params_transfer_type != "FULL" && s.params_transfer_type != "DIFF") {
     return Status::InvalidArgument(file + ": params_transfer_type must be FULL or DIFF, got '" +
                                    s.params_transfer_type + "'");
+  }
+  if (s.aggregation_accumulate != "F64" && s.aggregation_accumulate != "F32") {
+    return Status::InvalidArgument(file + ": aggregation_accumulate must be F64 or F32, got '" +
+                                   s.aggregation_accumulate + "'");
   }
   if (!s.exclude_vars.empty()) {
     try {

@@ -32,6 +32,7 @@ struct ServerConfig {
   std::string initial_model = "model/initial.safetensors";  // resolved to an absolute path
   double task_timeout_s = 0;
   int server_memory_gc_rounds = 0;
+  std::string aggregation_accumulate = "F64";  // F64 | F32: float accumulator of the round sum
 };
 
 struct ClientConfig {

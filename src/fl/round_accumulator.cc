@@ -1,12 +1,15 @@
 #include "fl/round_accumulator.h"
 
-#include <cstring>
-
+#include "fl/file_writer.h"
 #include "tensor/convert.h"
 
 namespace ember::fl {
 
 using nlohmann::json;
+
+namespace {
+constexpr uint64_t kChunkElements = 1 << 18;  // 256 Ki elements per output chunk
+}  // namespace
 
 Result<ParamsType> ParseParamsType(const std::string& s) {
   if (s == "FULL") return ParamsType::kFull;
@@ -14,43 +17,26 @@ Result<ParamsType> ParseParamsType(const std::string& s) {
   return Status::InvalidArgument("params_type must be FULL or DIFF, got '" + s + "'");
 }
 
-RoundAccumulator::RoundAccumulator(GlobalModel base, const std::string& exclude_vars)
-    : base_(std::move(base)) {
-  if (!exclude_vars.empty()) exclude_.emplace(exclude_vars);
+RoundAccumulator::RoundAccumulator(GlobalModel base, AccumulatorOptions options)
+    : base_(std::move(base)), options_(std::move(options)), sum_(base_.tensors(), options_.accumulate_as) {
+  if (!options_.exclude_vars.empty()) exclude_.emplace(options_.exclude_vars);
 }
 
-bool RoundAccumulator::Excluded(const std::string& name) const {
-  return exclude_ && std::regex_search(name, *exclude_);
+Result<std::unique_ptr<ResultFolder>> RoundAccumulator::Begin(const std::string& site, uint64_t body_size,
+                                                              double weight, ParamsType type) {
+  if (!(weight >= 0)) return Status::InvalidArgument("negative aggregation weight");
+  {
+    std::lock_guard lock(mu_);
+    if (type_ && *type_ != type) return Status::InvalidArgument("mixes FULL and DIFF results in one round");
+    type_ = type;
+  }
+  FoldOptions fo{weight, exclude_ ? &*exclude_ : nullptr, options_.journal_dir, site};
+  return std::make_unique<ResultFolder>(sum_, body_size, fo);
 }
 
-Status RoundAccumulator::Validate(const std::string& site, const tensor::SafetensorsView& view) const {
-  for (const auto& t : view.tensors()) {
-    if (Excluded(t.name)) continue;
-    auto g = base_.view().Find(t.name);
-    if (!g.ok()) {
-      return Status::InvalidArgument("tensor '" + t.name + "' is not in the global model");
-    }
-    if (g->shape != t.shape) {
-      return Status::InvalidArgument("tensor '" + t.name + "' has shape " + tensor::ShapeToString(t.shape) +
-                                     ", the global model has " + tensor::ShapeToString(g->shape));
-    }
-  }
-  return Status::Ok();
-}
-
-Status RoundAccumulator::Add(const std::string& site, std::span<const uint8_t> body, double weight,
-                             const json& metrics, ParamsType type) {
-  if (type_ && *type_ != type) {
-    return Status::InvalidArgument("mixes FULL and DIFF results in one round");
-  }
-  if (weight < 0) return Status::InvalidArgument("negative aggregation weight");
-  EMBER_ASSIGN_OR_RETURN(tensor::SafetensorsView view, tensor::SafetensorsView::Parse(body));
-  EMBER_RETURN_IF_ERROR(Validate(site, view));
-  type_ = type;
-  for (const auto& t : view.tensors()) {
-    if (Excluded(t.name)) continue;
-    EMBER_RETURN_IF_ERROR(sum_.Add(t.name, view.View(t), weight));
-  }
+Status RoundAccumulator::Commit(ResultFolder& folder, double weight, const json& metrics) {
+  EMBER_RETURN_IF_ERROR(folder.Finish());
+  std::lock_guard lock(mu_);
   for (auto& [k, v] : metrics.items()) {
     if (!v.is_number() && !v.is_boolean()) continue;
     metric_sums_[k] += (v.is_boolean() ? (v.get<bool>() ? 1.0 : 0.0) : v.get<double>()) * weight;
@@ -61,7 +47,13 @@ Status RoundAccumulator::Add(const std::string& site, std::span<const uint8_t> b
   return Status::Ok();
 }
 
+int RoundAccumulator::num_results() const {
+  std::lock_guard lock(mu_);
+  return num_results_;
+}
+
 json RoundAccumulator::AggregatedMetrics() const {
+  std::lock_guard lock(mu_);
   json out = json::object();
   if (total_weight_ <= 0) return out;
   for (const auto& [k, sum] : metric_sums_) {
@@ -71,28 +63,39 @@ json RoundAccumulator::AggregatedMetrics() const {
   return out;
 }
 
-Result<std::vector<uint8_t>> RoundAccumulator::NewValue(const tensor::TensorInfo& info) const {
-  const tensor::TensorView old = base_.view().View(info);
-  if (Excluded(info.name) || sum_.total_weight(info.name) <= 0) {
-    return std::vector<uint8_t>(old.bytes.begin(), old.bytes.end());
+Status RoundAccumulator::WriteTensor(const tensor::TensorInfo& info, size_t index, FileWriter& out) const {
+  const uint64_t n = info.num_elements();
+  const size_t esize = tensor::DTypeSize(info.dtype);
+  const bool keep = (exclude_ && std::regex_search(info.name, *exclude_)) || sum_.total_weight(index) <= 0;
+  std::vector<uint8_t> base(std::min(n, kChunkElements) * esize);
+  std::vector<double> mean(std::min(n, kChunkElements));
+  for (uint64_t first = 0; first < n; first += kChunkElements) {
+    const uint64_t count = std::min(kChunkElements, n - first);
+    std::span<uint8_t> raw(base.data(), count * esize);
+    if (keep || type_ == ParamsType::kDiff) EMBER_RETURN_IF_ERROR(base_.ReadTensor(info, first * esize, raw));
+    if (keep) {
+      EMBER_RETURN_IF_ERROR(out.Append(raw));
+      continue;
+    }
+    std::span<double> m(mean.data(), count);
+    sum_.MeanChunk(index, first, m);
+    if (type_ == ParamsType::kDiff) {
+      std::vector<double> b = tensor::ToF64({info.dtype, {static_cast<int64_t>(count)}, raw});
+      for (uint64_t k = 0; k < count; ++k) m[k] += b[k];
+    }
+    EMBER_RETURN_IF_ERROR(out.Append(tensor::FromF64(m, info.dtype)));
   }
-  if (type_ == ParamsType::kFull) return sum_.Mean(info.name, info.dtype);
-  EMBER_ASSIGN_OR_RETURN(std::vector<uint8_t> mean_bytes, sum_.Mean(info.name, tensor::DType::kF64));
-  std::vector<double> next = tensor::ToF64(old);
-  const double* mean = reinterpret_cast<const double*>(mean_bytes.data());
-  for (size_t k = 0; k < next.size(); ++k) next[k] += mean[k];
-  return tensor::FromF64(next, info.dtype);
+  return Status::Ok();
 }
 
-Result<GlobalModel> RoundAccumulator::Finish() const {
-  const auto& infos = base_.view().tensors();
-  std::string image = tensor::EncodeSafetensorsHeader(infos, base_.view().metadata());
-  image.reserve(base_.size());
-  for (const auto& info : infos) {
-    EMBER_ASSIGN_OR_RETURN(std::vector<uint8_t> value, NewValue(info));
-    image.append(reinterpret_cast<const char*>(value.data()), value.size());
-  }
-  return GlobalModel::FromBytes(std::move(image));
+Result<GlobalModel> RoundAccumulator::Finish(const std::string& path) const {
+  const auto& infos = base_.tensors();
+  EMBER_ASSIGN_OR_RETURN(FileWriter out, FileWriter::Create(path));
+  const std::string header = tensor::EncodeSafetensorsHeader(infos, base_.header().metadata);
+  EMBER_RETURN_IF_ERROR(out.Append({reinterpret_cast<const uint8_t*>(header.data()), header.size()}));
+  for (size_t i = 0; i < infos.size(); ++i) EMBER_RETURN_IF_ERROR(WriteTensor(infos[i], i, out));
+  EMBER_RETURN_IF_ERROR(out.Commit());
+  return GlobalModel::Open(path);
 }
 
 }  // namespace ember::fl

@@ -1,60 +1,73 @@
-// RoundAccumulator: FedAvg's in-time aggregation. Each site's result is folded into a
-// running weighted sum the moment it arrives, so the server holds one accumulator per
-// round, never one copy per client (FLARE's WeightedAggregationHelper, done in C++).
+// RoundAccumulator: FedAvg's in-time aggregation for one round. Each site's result is
+// folded into one running weighted sum as its bytes arrive (a ResultFolder per result),
+// so the server holds one accumulator per round and never a copy of any client's update
+// (FLARE's WeightedAggregationHelper, done chunk by chunk in C++). The next global model
+// is written to a file chunk by chunk.
 //
-//   RoundAccumulator acc(global, opts);
-//   EMBER_RETURN_IF_ERROR(acc.Add("site-1", body_bytes, /*weight=*/100, metrics));
-//   EMBER_ASSIGN_OR_RETURN(GlobalModel next, acc.Finish(ParamsType::kFull));
+//   RoundAccumulator acc(global, {.exclude_vars = "bn\\.", .journal_dir = ws});
+//   EMBER_ASSIGN_OR_RETURN(auto folder, acc.Begin("site-1", body_size, /*weight=*/100, kFull));
+//   ... folder->Write(chunk) as chunks arrive ...
+//   EMBER_RETURN_IF_ERROR(acc.Commit(*folder, metrics));      // or folder->Cancel()
+//   EMBER_ASSIGN_OR_RETURN(GlobalModel next, acc.Finish(ws + "/FL_global_model.safetensors"));
 //
-// Thread-safety: not thread-safe; the server calls it under its aggregation mutex.
+// Thread-safety: Begin/Commit and the folders may run concurrently from several threads;
+// Finish runs after every folder is committed or cancelled.
 #pragma once
 
 #include <nlohmann/json.hpp>
 
 #include <map>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <regex>
-#include <set>
-#include <span>
 #include <string>
-#include <vector>
 
 #include "base/status.h"
 #include "fl/global_model.h"
-#include "tensor/aggregate.h"
+#include "fl/result_folder.h"
+#include "tensor/streaming_sum.h"
 
 namespace ember::fl {
 
 enum class ParamsType { kFull, kDiff };
 Result<ParamsType> ParseParamsType(const std::string& s);
 
+struct AccumulatorOptions {
+  std::string exclude_vars;                                     // regex; empty = none
+  tensor::AccumulateAs accumulate_as = tensor::AccumulateAs::kF64;
+  std::string journal_dir = "/tmp";                             // rollback journals
+};
+
 class RoundAccumulator {
  public:
-  // `exclude_vars`: regex of tensor names that keep their global value (empty = none).
-  RoundAccumulator(GlobalModel base, const std::string& exclude_vars);
+  RoundAccumulator(GlobalModel base, AccumulatorOptions options);
 
-  // Folds one result. The body must be a safetensors image. Bad input is rejected before
-  // anything is folded in, so a rejected result never half-counts.
-  Status Add(const std::string& site, std::span<const uint8_t> body, double weight,
-             const nlohmann::json& metrics, ParamsType type);
+  // Starts folding one result of `body_size` bytes. All results of a round must have the
+  // same params type.
+  Result<std::unique_ptr<ResultFolder>> Begin(const std::string& site, uint64_t body_size,
+                                              double weight, ParamsType type);
+  // Finishes `folder` (every byte arrived) and counts the result's metrics.
+  Status Commit(ResultFolder& folder, double weight, const nlohmann::json& metrics);
 
-  int num_results() const { return num_results_; }
-  double total_weight() const { return total_weight_; }
+  int num_results() const;
   // Weighted mean of each numeric metric every result reported (bools as 0/1).
   nlohmann::json AggregatedMetrics() const;
-  // The next global model: FULL → weighted mean; DIFF → base + weighted mean of diffs.
-  // Tensors excluded or absent from every result keep their base value.
-  Result<GlobalModel> Finish() const;
+  // Writes the next global model to `path`: FULL → weighted mean; DIFF → base + weighted
+  // mean; tensors excluded or absent from every result keep their base value.
+  Result<GlobalModel> Finish(const std::string& path) const;
+  uint64_t memory_bytes() const { return sum_.memory_bytes(); }
 
  private:
-  Status Validate(const std::string& site, const tensor::SafetensorsView& view) const;
-  bool Excluded(const std::string& name) const;
-  // The tensor's next global value in its own dtype.
-  Result<std::vector<uint8_t>> NewValue(const tensor::TensorInfo& info) const;
+  Status WriteTensor(const tensor::TensorInfo& info, size_t index, class FileWriter& out) const;
 
   GlobalModel base_;
+  AccumulatorOptions options_;
   std::optional<std::regex> exclude_;
-  tensor::WeightedSum sum_;
+  tensor::StreamingSum sum_;
+
+  mutable std::mutex mu_;
+  // Guarded by mu_.
   std::optional<ParamsType> type_;
   int num_results_ = 0;
   double total_weight_ = 0;

@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 namespace ember::fl {
 namespace {
 
+namespace fs = std::filesystem;
 using Floats = std::map<std::string, std::vector<float>>;
 
 // A safetensors image of F32 tensors; shapes are 1-D of the vector's length.
@@ -20,70 +23,91 @@ std::string Image(const Floats& tensors) {
   return tensor::EncodeSafetensorsHeader(infos, {}) + data;
 }
 
-std::span<const uint8_t> Bytes(const std::string& s) {
-  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
-}
+class RoundAccumulatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("ember_acc_" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    std::ofstream(dir_ / "base.safetensors", std::ios::binary) << Image({{"w", {1, 1}}, {"frozen", {5}}});
+  }
+  void TearDown() override { fs::remove_all(dir_); }
 
-std::vector<float> Get(const GlobalModel& m, const std::string& name) {
-  auto v = m.view().Find(name);
-  EXPECT_TRUE(v.ok()) << name;
-  std::vector<float> out(v->bytes.size() / sizeof(float));
-  std::memcpy(out.data(), v->bytes.data(), v->bytes.size());
-  return out;
-}
+  GlobalModel Base() { return GlobalModel::Open((dir_ / "base.safetensors").string()).value(); }
+  AccumulatorOptions Opts(std::string exclude = "") { return {exclude, tensor::AccumulateAs::kF64, dir_.string()}; }
 
-GlobalModel Base() { return GlobalModel::FromBytes(Image({{"w", {1, 1}}, {"frozen", {5}}})).value(); }
+  Status Add(RoundAccumulator& acc, const std::string& site, const std::string& body, double w,
+             const nlohmann::json& metrics = {}, ParamsType type = ParamsType::kFull) {
+    EMBER_ASSIGN_OR_RETURN(auto folder, acc.Begin(site, body.size(), w, type));
+    EMBER_RETURN_IF_ERROR(folder->Write({reinterpret_cast<const uint8_t*>(body.data()), body.size()}));
+    return acc.Commit(*folder, w, metrics.is_null() ? nlohmann::json::object() : metrics);
+  }
 
-TEST(RoundAccumulator, FullResultsGiveTheWeightedMean) {
-  RoundAccumulator acc(Base(), "");
-  const std::string a = Image({{"w", {1, 2}}, {"frozen", {0}}});
-  const std::string b = Image({{"w", {4, 8}}, {"frozen", {3}}});
-  ASSERT_TRUE(acc.Add("site-1", Bytes(a), 1, {{"accuracy", 0.5}}, ParamsType::kFull).ok());
-  ASSERT_TRUE(acc.Add("site-2", Bytes(b), 2, {{"accuracy", 0.8}}, ParamsType::kFull).ok());
-  GlobalModel next = acc.Finish().value();
+  std::vector<float> Get(const GlobalModel& m, const std::string& name) {
+    for (const auto& t : m.tensors()) {
+      if (t.name != name) continue;
+      std::vector<float> out(t.num_elements());
+      EXPECT_TRUE(m.ReadTensor(t, 0, {reinterpret_cast<uint8_t*>(out.data()), out.size() * 4}).ok());
+      return out;
+    }
+    ADD_FAILURE() << "no tensor " << name;
+    return {};
+  }
+  std::string Next() { return (dir_ / "next.safetensors").string(); }
+  fs::path dir_;
+};
+
+TEST_F(RoundAccumulatorTest, FullResultsGiveTheWeightedMean) {
+  RoundAccumulator acc(Base(), Opts());
+  ASSERT_TRUE(Add(acc, "site-1", Image({{"w", {1, 2}}, {"frozen", {0}}}), 1, {{"accuracy", 0.5}}).ok());
+  ASSERT_TRUE(Add(acc, "site-2", Image({{"w", {4, 8}}, {"frozen", {3}}}), 2, {{"accuracy", 0.8}}).ok());
+  GlobalModel next = acc.Finish(Next()).value();
   EXPECT_EQ(Get(next, "w"), (std::vector<float>{3, 6}));
   EXPECT_EQ(Get(next, "frozen"), (std::vector<float>{2}));
   EXPECT_NEAR(acc.AggregatedMetrics()["accuracy"].get<double>(), 0.7, 1e-12);
 }
 
-TEST(RoundAccumulator, DiffResultsAreAddedToTheBase) {
-  RoundAccumulator acc(Base(), "");
-  const std::string a = Image({{"w", {1, 0}}});
-  const std::string b = Image({{"w", {3, 2}}});
-  ASSERT_TRUE(acc.Add("site-1", Bytes(a), 1, {}, ParamsType::kDiff).ok());
-  ASSERT_TRUE(acc.Add("site-2", Bytes(b), 1, {}, ParamsType::kDiff).ok());
-  GlobalModel next = acc.Finish().value();
+TEST_F(RoundAccumulatorTest, DiffResultsAreAddedToTheBase) {
+  RoundAccumulator acc(Base(), Opts());
+  ASSERT_TRUE(Add(acc, "site-1", Image({{"w", {1, 0}}}), 1, {}, ParamsType::kDiff).ok());
+  ASSERT_TRUE(Add(acc, "site-2", Image({{"w", {3, 2}}}), 1, {}, ParamsType::kDiff).ok());
+  GlobalModel next = acc.Finish(Next()).value();
   EXPECT_EQ(Get(next, "w"), (std::vector<float>{3, 2}));
   EXPECT_EQ(Get(next, "frozen"), (std::vector<float>{5}));  // absent from results
 }
 
-TEST(RoundAccumulator, ExcludedTensorsKeepTheirGlobalValue) {
-  RoundAccumulator acc(Base(), "^froz");
-  const std::string a = Image({{"w", {3, 3}}, {"frozen", {100}}});
-  ASSERT_TRUE(acc.Add("site-1", Bytes(a), 1, {}, ParamsType::kFull).ok());
-  GlobalModel next = acc.Finish().value();
+TEST_F(RoundAccumulatorTest, ExcludedTensorsKeepTheirGlobalValue) {
+  RoundAccumulator acc(Base(), Opts("^froz"));
+  ASSERT_TRUE(Add(acc, "site-1", Image({{"w", {3, 3}}, {"frozen", {100}}}), 1).ok());
+  GlobalModel next = acc.Finish(Next()).value();
   EXPECT_EQ(Get(next, "w"), (std::vector<float>{3, 3}));
   EXPECT_EQ(Get(next, "frozen"), (std::vector<float>{5}));
 }
 
-TEST(RoundAccumulator, RejectsAResultWithTheWrongShapeWithoutCountingIt) {
-  RoundAccumulator acc(Base(), "");
-  const std::string bad = Image({{"w", {1, 2, 3}}});
-  Status s = acc.Add("site-1", Bytes(bad), 1, {}, ParamsType::kFull);
+TEST_F(RoundAccumulatorTest, RejectsAResultWithTheWrongShapeWithoutCountingIt) {
+  RoundAccumulator acc(Base(), Opts());
+  Status s = Add(acc, "site-1", Image({{"w", {1, 2, 3}}}), 1);
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("tensor 'w' has shape [3]"), std::string::npos) << s.message();
   EXPECT_EQ(acc.num_results(), 0);
-  EXPECT_FALSE(acc.Add("site-1", Bytes("garbage"), 1, {}, ParamsType::kFull).ok());
+  EXPECT_FALSE(Add(acc, "site-1", "garbage!", 1).ok());
+  EXPECT_FALSE(Add(acc, "site-1", Image({{"w", {1, 1}}}), 1, {}, ParamsType::kDiff).ok() &&
+               Add(acc, "site-2", Image({{"w", {1, 1}}}), 1, {}, ParamsType::kFull).ok());
 }
 
-TEST(RoundAccumulator, MetricsMissingFromSomeResultsAreNotAveraged) {
-  RoundAccumulator acc(Base(), "");
-  const std::string a = Image({{"w", {1, 1}}});
-  ASSERT_TRUE(acc.Add("site-1", Bytes(a), 1, {{"accuracy", 0.5}, {"loss", 1.0}}, ParamsType::kFull).ok());
-  ASSERT_TRUE(acc.Add("site-2", Bytes(a), 1, {{"accuracy", 0.7}}, ParamsType::kFull).ok());
+TEST_F(RoundAccumulatorTest, MetricsMissingFromSomeResultsAreNotAveraged) {
+  RoundAccumulator acc(Base(), Opts());
+  ASSERT_TRUE(Add(acc, "site-1", Image({{"w", {1, 1}}}), 1, {{"accuracy", 0.5}, {"loss", 1.0}}).ok());
+  ASSERT_TRUE(Add(acc, "site-2", Image({{"w", {1, 1}}}), 1, {{"accuracy", 0.7}}).ok());
   auto m = acc.AggregatedMetrics();
   EXPECT_NEAR(m["accuracy"].get<double>(), 0.6, 1e-12);
   EXPECT_FALSE(m.contains("loss"));
+}
+
+TEST_F(RoundAccumulatorTest, ABaseFileReplacedOnDiskStillServesItsRound) {
+  GlobalModel base = Base();
+  std::ofstream(dir_ / "base.safetensors.new", std::ios::binary) << Image({{"w", {9, 9}}, {"frozen", {9}}});
+  fs::rename(dir_ / "base.safetensors.new", dir_ / "base.safetensors");
+  EXPECT_EQ(Get(base, "w"), (std::vector<float>{1, 1}));
 }
 
 }  // namespace
