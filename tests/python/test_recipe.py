@@ -57,7 +57,7 @@ def test_export_writes_the_documented_job_folder(scripts, tmp_path):
         "params_transfer_type": "FULL", "save_filename": "FL_global_model.safetensors",
         "best_filename": "best_FL_global_model.safetensors",
         "initial_model": "model/initial.safetensors", "task_timeout_s": 0,
-        "server_memory_gc_rounds": 0}
+        "server_memory_gc_rounds": 0, "aggregation_accumulate": "F64"}
     assert _read(os.path.join(job, "client.json")) == {
         "executor": "launcher", "train_script": "client.py", "train_args": "", "command": "python3 -u",
         "launch_once": True, "shutdown_timeout": 0.0, "framework": "numpy",

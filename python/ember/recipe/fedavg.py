@@ -81,7 +81,8 @@ class FedAvgRecipe:
                  exclude_vars: Optional[str] = None,
                  aggregation_weights: Optional[Dict[str, float]] = None,
                  server_memory_gc_rounds: int = 0, enable_tensor_disk_offload: bool = False,
-                 client_memory_gc_rounds: int = 0, cuda_empty_cache: bool = False):
+                 client_memory_gc_rounds: int = 0, cuda_empty_cache: bool = False,
+                 aggregation_accumulate: str = "F64"):
         _unsupported("aggregator", aggregator,
                      "Ember aggregates in C++ (weighted FedAvg, see exclude_vars and "
                      "aggregation_weights)")
@@ -117,6 +118,9 @@ class FedAvgRecipe:
         self.exclude_vars = _regex("exclude_vars", exclude_vars)
         self.aggregation_weights = _weights(aggregation_weights)
         self.server_memory_gc_rounds = _int("server_memory_gc_rounds", server_memory_gc_rounds, 0)
+        if aggregation_accumulate not in ("F64", "F32"):
+            raise ValueError(f"aggregation_accumulate must be 'F64' or 'F32', got {aggregation_accumulate!r}")
+        self.aggregation_accumulate = aggregation_accumulate  # Ember's own: the round sum's float type
         self.client_memory_gc_rounds = _int("client_memory_gc_rounds", client_memory_gc_rounds, 0)
         self.cuda_empty_cache = _bool("cuda_empty_cache", cuda_empty_cache)
         self.tracking: Optional[Dict[str, Any]] = None  # set by add_experiment_tracking
@@ -140,6 +144,7 @@ class FedAvgRecipe:
             "initial_model": INITIAL_MODEL,
             "task_timeout_s": 0,
             "server_memory_gc_rounds": self.server_memory_gc_rounds,
+            "aggregation_accumulate": self.aggregation_accumulate,
         }
 
     def client_config(self) -> Dict[str, Any]:
