@@ -1,18 +1,25 @@
 #include "cli/simulate.h"
 
+#include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <random>
-#include <semaphore>
+#include <set>
 
 #include "base/log.h"
-#include "fl/client.h"
+#include "cli/site.h"
+#include "cli/site_processes.h"
+#include "cli/termination_signals.h"
 #include "fl/server.h"
 
 namespace ember::cli {
 
 namespace fs = std::filesystem;
+using namespace std::chrono_literals;
 
 namespace {
+
+constexpr auto kWatchInterval = 100ms;
 
 std::string NewJobId() {
   std::random_device rd;
@@ -31,11 +38,9 @@ Result<std::vector<std::string>> SiteNames(const SimulateOptions& o) {
                                    std::to_string(sites.size()) + " names given with -c");
   }
   if (sites.empty()) return Status::InvalidArgument("no sites: give -n N or -c site-a,site-b");
-  for (const auto& s : sites) {
-    if (s.empty() || s == "server" || s.find_first_not_of(
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") != std::string::npos) {
-      return Status::InvalidArgument("bad site name '" + s + "' (letters, digits, '_' and '-'; not 'server')");
-    }
+  for (const auto& s : sites) EMBER_RETURN_IF_ERROR(CheckSiteName(s));
+  if (std::set<std::string>(sites.begin(), sites.end()).size() != sites.size()) {
+    return Status::InvalidArgument("a site name is given twice in -c");
   }
   return sites;
 }
@@ -51,9 +56,30 @@ Status PrepareWorkspace(const std::string& ws, const std::vector<std::string>& s
   return Status::Ok();
 }
 
+// How long the sites get to exit after the job ended: the script's shutdown_timeout (at
+// least 5 s, as the launcher gives) plus a margin for the site itself.
+std::chrono::milliseconds SiteExitBound(const fl::JobConfig& job, const std::vector<std::string>& sites) {
+  double script_s = 5;
+  for (const auto& site : sites) {
+    if (auto c = job.ClientConfigFor(site); c.ok()) script_s = std::max(script_s, c->shutdown_timeout);
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>((script_s + 10) * 1000));
+}
+
+// Until the job ends: a site process that dies fails the job, naming the site. A site
+// that failed normally has already told the server (fl.failure), and that cause wins;
+// the exit status is the fallback for one that could not (killed, crashed).
+Status WatchSites(fl::ServerRuntime& server, SiteProcesses& procs) {
+  while (!server.WaitFor(kWatchInterval)) {
+    for (const auto& exit : procs.TakeFailures()) server.SiteLost(exit.site, exit.cause);
+  }
+  return server.Wait();
+}
+
 }  // namespace
 
 Status RunSimulation(const SimulateOptions& o) {
+  TerminationSignals signals;
   log::SetLevel(o.log_level);
   EMBER_ASSIGN_OR_RETURN(fl::JobConfig job, fl::LoadJobConfig(o.job_dir));
   EMBER_ASSIGN_OR_RETURN(std::vector<std::string> sites, SiteNames(o));
@@ -61,6 +87,7 @@ Status RunSimulation(const SimulateOptions& o) {
     return Status::InvalidArgument("job needs min_clients=" + std::to_string(job.server.min_clients) +
                                    " but only " + std::to_string(sites.size()) + " site(s) are simulated");
   }
+  if (o.threads < 0) return Status::InvalidArgument("-t must be 0 (no limit) or more");
   for (const auto& s : sites) EMBER_RETURN_IF_ERROR(job.ClientConfigFor(s).status());
   if (o.workspace.empty()) return Status::InvalidArgument("a workspace is required (-w)");
   const std::string ws = fs::absolute(o.workspace).string();
@@ -68,30 +95,25 @@ Status RunSimulation(const SimulateOptions& o) {
 
   const std::string job_id = NewJobId();
   fl::ServerOptions so{job, job_id, ws + "/server", "127.0.0.1:0",
-                       log::MakeSiteLogger("server", ws + "/server/log.txt")};
-  EMBER_ASSIGN_OR_RETURN(auto server, fl::ServerRuntime::Start(std::move(so)));
+                       log::MakeSiteLogger("server", ws + "/server/log.txt"), o.threads};
+  EMBER_ASSIGN_OR_RETURN(auto started, fl::ServerRuntime::Start(std::move(so)));
+  // Shared with the signal handler, which may still run while this function returns.
+  std::shared_ptr<fl::ServerRuntime> server = std::move(started);
+  signals.OnSignal([server](int sig) { server->Abort("simulation interrupted by " + SignalName(sig)); });
+  const std::string context = "job " + job.name + " (" + job_id + ")";
 
-  std::counting_semaphore<> slots(o.threads > 0 ? o.threads : static_cast<int>(sites.size()));
-  std::vector<std::unique_ptr<fl::ClientRuntime>> clients;
-  for (const auto& site : sites) {
-    fl::ClientOptions co{site, server->address(), job, ws + "/" + site,
-                         log::MakeSiteLogger(site, ws + "/" + site + "/log.txt"), &slots};
-    auto c = fl::ClientRuntime::Start(std::move(co));
-    if (!c.ok()) {
-      server->Abort(c.status().message());
-      break;
-    }
-    clients.push_back(std::move(c).value());
+  auto procs = SiteProcesses::Start({job.dir, server->address(), ws, o.log_level}, sites);
+  if (!procs.ok()) {
+    server->Abort(procs.status().message());
+    return server->Wait().WithContext(context);
   }
-  Status outcome = server->Wait();
+  Status outcome = WatchSites(*server, **procs);
   if (!outcome.ok()) {
-    for (auto& c : clients) c->Abort();
+    (*procs)->TerminateAll();
+  } else {
+    outcome = (*procs)->WaitAll(SiteExitBound(job, sites));
   }
-  for (auto& c : clients) {
-    Status s = c->Wait();
-    if (outcome.ok() && !s.ok()) outcome = s;
-  }
-  return outcome.WithContext("job " + job.name + " (" + job_id + ")");
+  return outcome.WithContext(context);
 }
 
 }  // namespace ember::cli

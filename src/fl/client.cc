@@ -1,5 +1,6 @@
 #include "fl/client.h"
 
+#include <optional>
 #include <random>
 
 #include "base/memory.h"
@@ -13,6 +14,7 @@ namespace {
 constexpr auto kRequestTimeout = 60s;
 constexpr auto kSubmitTimeout = 3600s;
 constexpr int kMaxRetries = 10;
+constexpr auto kAbortPoll = 100ms;
 
 std::string RandomToken() {
   std::random_device rd;
@@ -59,10 +61,44 @@ ClientRuntime::~ClientRuntime() {
   executor_.reset();
 }
 
-void ClientRuntime::Abort() {
-  aborted_ = true;
+void ClientRuntime::Abort(const std::string& reason) {
+  {
+    std::lock_guard lock(abort_mu_);
+    if (aborted_) return;
+    abort_reason_ = reason;
+    aborted_ = true;
+  }
   std::lock_guard lock(executor_mu_);
   if (executor_) executor_->Abort();
+}
+
+Status ClientRuntime::AbortedStatus() {
+  std::lock_guard lock(abort_mu_);
+  return Status::Aborted(abort_reason_);
+}
+
+Result<cell::Message> ClientRuntime::RequestServer(cell::Message request, std::chrono::milliseconds timeout) {
+  // Owned jointly with the completion, which may run after we stopped waiting (or after
+  // this runtime is gone), so it touches nothing else.
+  struct Pending {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<Result<cell::Message>> reply;
+  };
+  auto pending = std::make_shared<Pending>();
+  cell_->RequestAsync("server", std::move(request), timeout, [pending](Result<cell::Message> r) {
+    {
+      std::lock_guard lock(pending->mu);
+      pending->reply = std::move(r);
+    }
+    pending->cv.notify_all();
+  });
+  std::unique_lock lock(pending->mu);
+  while (!pending->reply) {
+    if (aborted_) return AbortedStatus();
+    pending->cv.wait_for(lock, kAbortPoll);
+  }
+  return std::move(*pending->reply);
 }
 
 Status ClientRuntime::Wait() {
@@ -72,9 +108,8 @@ Status ClientRuntime::Wait() {
 
 Result<std::string> ClientRuntime::Register() {
   Status last;
-  for (int i = 0; i < kMaxRetries; ++i) {
-    auto reply = cell_->Request("server", cell::Message::Make("fl.register", {{"site", options_.site}}),
-                                kRequestTimeout);
+  for (int i = 0; i < kMaxRetries && !aborted_; ++i) {
+    auto reply = RequestServer(cell::Message::Make("fl.register", {{"site", options_.site}}), kRequestTimeout);
     if (reply.ok()) {
       log_->info("{}: registered for job {}", options_.site, reply->h().value("job_id", ""));
       return reply->h().value("job_id", std::string());
@@ -83,20 +118,21 @@ Result<std::string> ClientRuntime::Register() {
     if (!last.IsRetryable()) break;
     std::this_thread::sleep_for(1s);
   }
+  if (aborted_) return AbortedStatus();
   return last.WithContext(options_.site + ": registration failed");
 }
 
 Result<cell::Message> ClientRuntime::FetchTask() {
   Status last;
-  for (int i = 0; i < kMaxRetries; ++i) {
-    auto reply = cell_->Request("server", cell::Message::Make("fl.get_task", {{"site", options_.site}}),
-                                kRequestTimeout);
+  for (int i = 0; i < kMaxRetries && !aborted_; ++i) {
+    auto reply = RequestServer(cell::Message::Make("fl.get_task", {{"site", options_.site}}), kRequestTimeout);
     if (reply.ok()) return reply;
     last = reply.status();
     if (!last.IsRetryable()) break;
     log_->warn("{}: get_task failed ({}), retrying", options_.site, last.ToString());
     std::this_thread::sleep_for(1s);
   }
+  if (aborted_) return AbortedStatus();
   return last;
 }
 
@@ -111,6 +147,7 @@ Status ClientRuntime::Run() {
     }
     EMBER_RETURN_IF_ERROR(RunTask(task));
   }
+  if (aborted_) return AbortedStatus();
   executor_->Finish();
   log_->info("{}: job {} ended", options_.site, job_id_);
   return Status::Ok();
@@ -118,14 +155,12 @@ Status ClientRuntime::Run() {
 
 Status ClientRuntime::RunTask(const cell::Message& task) {
   round_ = task.h().value("current_round", -1);
-  if (options_.run_slots) options_.run_slots->acquire();
   auto result = executor_->Execute(task);
-  if (options_.run_slots) options_.run_slots->release();
-  if (!result.ok()) return result.status();
+  if (!result.ok()) return aborted_ ? AbortedStatus() : result.status();
   cell::Json h = result->h();
   h["site"] = options_.site;
   h["task_id"] = task.h().value("task_id", "");
-  auto reply = cell_->Request("server", cell::Message::Make("fl.submit_result", h, result->body), kSubmitTimeout);
+  auto reply = RequestServer(cell::Message::Make("fl.submit_result", h, result->body), kSubmitTimeout);
   if (!reply.ok()) return reply.status().WithContext("submitting the result");
   if (gc_rounds_ > 0 && (round_ + 1) % gc_rounds_ == 0) {
     base::TrimResult t = base::TrimMemory();

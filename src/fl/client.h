@@ -6,15 +6,16 @@
 //   EMBER_ASSIGN_OR_RETURN(auto site, ClientRuntime::Start(options));
 //   Status s = site->Wait();
 //
-// Thread-safety: Start/Wait may be called from any thread; the loop runs on its own thread.
+// Thread-safety: Start/Wait/Abort may be called from any thread; the loop runs on its own
+// thread.
 #pragma once
 
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
-#include <semaphore>
 #include <string>
 #include <thread>
 
@@ -30,7 +31,6 @@ struct ClientOptions {
   JobConfig job;
   std::string workspace;                     // the site's folder
   std::shared_ptr<spdlog::logger> logger;
-  std::counting_semaphore<>* run_slots = nullptr;  // limits concurrently running tasks (simulate -t)
 };
 
 class ClientRuntime {
@@ -39,8 +39,9 @@ class ClientRuntime {
   ~ClientRuntime();
   // Blocks until the site's loop ends; OK when the job ended normally.
   Status Wait();
-  // Ends the site's work now (the job failed elsewhere): stops a running script.
-  void Abort();
+  // Ends the site's work now: stops a running script and a pending request to the
+  // server; the site reports `reason` to the server and Wait returns it as the failure.
+  void Abort(const std::string& reason);
 
  private:
   explicit ClientRuntime(ClientOptions options) : options_(std::move(options)) {}
@@ -48,6 +49,9 @@ class ClientRuntime {
   Result<std::string> Register();
   Status RunTask(const cell::Message& task);
   Result<cell::Message> FetchTask();
+  // A request to the server that Abort() cuts short.
+  Result<cell::Message> RequestServer(cell::Message request, std::chrono::milliseconds timeout);
+  Status AbortedStatus();
   void ReportFailure(const Status& s);
 
   ClientOptions options_;
@@ -61,6 +65,8 @@ class ClientRuntime {
   std::thread thread_;
   Status outcome_;
   std::atomic<bool> aborted_{false};
+  std::mutex abort_mu_;
+  std::string abort_reason_;                 // guarded by abort_mu_; set once, with aborted_
 };
 
 }  // namespace ember::fl

@@ -1,5 +1,7 @@
 #include "fl/server.h"
 
+#include <optional>
+
 #include "fl/fedavg.h"
 
 namespace ember::fl {
@@ -10,10 +12,17 @@ namespace {
 constexpr auto kPollInterval = 100ms;
 constexpr auto kParkLimit = 5s;
 constexpr auto kEndDrain = 5s;
+
+std::optional<std::string> FirstIn(const std::set<std::string>& a, const std::set<std::string>& b) {
+  for (const auto& x : a) {
+    if (b.count(x)) return x;
+  }
+  return std::nullopt;
+}
 }  // namespace
 
 ServerRuntime::ServerRuntime(ServerOptions options)
-    : options_(std::move(options)), log_(options_.logger), board_(kParkLimit) {
+    : options_(std::move(options)), log_(options_.logger), board_(kParkLimit, options_.max_running_tasks) {
   if (!log_) log_ = spdlog::default_logger();
 }
 
@@ -33,6 +42,9 @@ Result<std::unique_ptr<ServerRuntime>> ServerRuntime::Start(ServerOptions option
   s->RegisterHandlers();
   s->log_->info("server listening on {} for job {} ({})", s->address(), s->options_.job.name,
                 s->options_.job_id);
+  if (s->options_.max_running_tasks > 0) {
+    s->log_->info("at most {} task(s) run at once", s->options_.max_running_tasks);
+  }
   s->workflow_thread_ = std::thread([raw = s.get()] { raw->RunWorkflow(); });
   return s;
 }
@@ -94,15 +106,24 @@ void ServerRuntime::OnFailure(cell::Message m) {
 }
 
 void ServerRuntime::OnPeer(const std::string& peer, bool connected) {
-  if (connected) return;
   std::lock_guard lock(mu_);
-  if (done_ || !sites_.count(peer)) return;
-  const auto pending = board_.sites_pending();
-  if (pending.count(peer) && round_ >= 0) {
-    failure_ = Status::Unavailable(peer + " job " + options_.job_id + " round " + std::to_string(round_) +
-                                   ": site disconnected before sending its result");
-    cv_.notify_all();
+  if (connected) {
+    disconnected_.erase(peer);
+    return;
   }
+  if (done_ || !sites_.count(peer)) return;
+  disconnected_.insert(peer);
+  cv_.notify_all();  // RunRound fails the job if `peer` owes a result
+}
+
+void ServerRuntime::SiteLost(const std::string& site, const std::string& cause) {
+  {
+    std::lock_guard lock(mu_);
+    if (done_ || !failure_.ok()) return;
+    failure_ = Status::Unavailable(site + " job " + options_.job_id + " round " + std::to_string(round_) +
+                                   ": " + cause);
+  }
+  cv_.notify_all();
 }
 
 void ServerRuntime::Fail(Status s) {
@@ -152,6 +173,11 @@ Status ServerRuntime::RunRound(int round, const std::vector<std::string>& sites,
     const auto pending = board_.sites_pending();
     lock.lock();
     if (pending.empty()) break;
+    if (auto gone = FirstIn(pending, disconnected_)) {
+      failure_ = Status::Unavailable(*gone + " job " + options_.job_id + " round " + std::to_string(round) +
+                                     ": site disconnected before sending its result");
+      break;
+    }
     if (timeout_s > 0 && std::chrono::steady_clock::now() > deadline) {
       failure_ = Status::DeadlineExceeded("job " + options_.job_id + " round " + std::to_string(round) +
                                           ": no result within task_timeout_s from " + *pending.begin());
@@ -188,6 +214,11 @@ Status ServerRuntime::Wait() {
   std::unique_lock lock(mu_);
   cv_.wait(lock, [this] { return done_; });
   return outcome_;
+}
+
+bool ServerRuntime::WaitFor(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout, [this] { return done_; });
 }
 
 }  // namespace ember::fl

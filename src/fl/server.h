@@ -6,6 +6,10 @@
 //   ... clients connect to server->address() ...
 //   Status outcome = server->Wait();   // OK, or the failure naming site, job, round, cause
 //
+// A registered site that is disconnected while it owes the current round a result fails
+// the job at once (also when it dropped out between rounds). A site's process exiting is
+// seen by whoever started it, which reports it with SiteLost.
+//
 // Thread-safety: Start/Wait/Abort may be called from any thread.
 #pragma once
 
@@ -33,6 +37,7 @@ struct ServerOptions {
   std::string workspace;                 // the server's folder, e.g. WS/server
   std::string listen = "127.0.0.1:0";
   std::shared_ptr<spdlog::logger> logger;
+  int max_running_tasks = 0;             // tasks out at once across all sites; 0 = no limit
 };
 
 // One site's result as the workflow sees it.
@@ -63,7 +68,12 @@ class ServerRuntime : public ServerComm {
   std::string address() const { return cell_->listen_address(); }
   // Blocks until the workflow ends. Returns its outcome.
   Status Wait();
+  // True once the workflow has ended (Wait then returns at once), false after `timeout`.
+  bool WaitFor(std::chrono::milliseconds timeout);
   void Abort(const std::string& reason);
+  // Fails the job because `site` is gone (e.g. its process died): "<site> job <id> round
+  // <r>: <cause>". Ignored once the workflow has ended.
+  void SiteLost(const std::string& site, const std::string& cause);
 
   Result<std::vector<std::string>> WaitForSites(int n) override;
   Status RunRound(int round, const std::vector<std::string>& sites, const cell::Json& task,
@@ -92,7 +102,7 @@ class ServerRuntime : public ServerComm {
   std::condition_variable cv_;
   // Guarded by mu_.
   std::set<std::string> sites_;            // registered
-  std::set<std::string> ended_sites_;      // told "end"
+  std::set<std::string> disconnected_;     // registered, connection currently down
   Status failure_;
   bool done_ = false;
   Status outcome_;

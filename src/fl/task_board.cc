@@ -6,18 +6,26 @@ void TaskBoard::Publish(int round, const std::vector<std::string>& sites, const 
                         std::shared_ptr<cell::BodySource> body) {
   std::lock_guard lock(mu_);
   tasks_.clear();
+  running_ = 0;
   for (const auto& site : sites) {
     Task t{header, body};
     t.header["task_id"] = "r" + std::to_string(round) + "-" + site;
     tasks_[site] = std::move(t);
   }
-  for (auto it = parked_.begin(); it != parked_.end();) {
-    if (tasks_.count(it->first)) {
-      ReplyLocked(it->first, it->second.responder);
-      it = parked_.erase(it);
-    } else {
-      ++it;
+  DispatchParkedLocked();
+}
+
+void TaskBoard::DispatchParkedLocked() {
+  while (SlotFreeLocked()) {
+    auto oldest = parked_.end();
+    for (auto it = parked_.begin(); it != parked_.end(); ++it) {
+      auto t = tasks_.find(it->first);
+      if (t == tasks_.end() || t->second.fetched) continue;
+      if (oldest == parked_.end() || it->second.since < oldest->second.since) oldest = it;
     }
+    if (oldest == parked_.end()) return;
+    ReplyLocked(oldest->first, oldest->second.responder);
+    parked_.erase(oldest);
   }
 }
 
@@ -39,7 +47,7 @@ void TaskBoard::OnGetTask(const std::string& site, cell::Responder responder) {
     return responder.Reply({{"task_name", "end"}});
   }
   auto it = tasks_.find(site);
-  if (it != tasks_.end() && !it->second.fetched) return ReplyLocked(site, responder);
+  if (it != tasks_.end() && !it->second.fetched && SlotFreeLocked()) return ReplyLocked(site, responder);
   auto old = parked_.find(site);
   if (old != parked_.end()) old->second.responder.Reply({{"task_name", "wait"}, {"wait_s", 0}});
   parked_[site] = Parked{std::move(responder), Clock::now()};
@@ -48,6 +56,7 @@ void TaskBoard::OnGetTask(const std::string& site, cell::Responder responder) {
 void TaskBoard::ReplyLocked(const std::string& site, cell::Responder& r) {
   Task& t = tasks_.at(site);
   t.fetched = true;
+  ++running_;
   r.Reply(t.header, t.body);
 }
 
@@ -58,6 +67,8 @@ bool TaskBoard::ClaimResult(const std::string& site, const std::string& task_id)
     return false;
   }
   it->second.claimed = true;
+  if (it->second.fetched) --running_;
+  DispatchParkedLocked();
   return true;
 }
 
@@ -94,10 +105,6 @@ size_t TaskBoard::fetched() const {
   for (const auto& [site, t] : tasks_) n += t.fetched ? 1 : 0;
   return n;
 }
-
-}  // namespace ember::fl
-
-namespace ember::fl {
 
 size_t TaskBoard::ended() const {
   std::lock_guard lock(mu_);

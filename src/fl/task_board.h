@@ -2,7 +2,11 @@
 // the clients' get_task / submit_result requests (cell worker threads).
 // Clients long-poll: a get_task with nothing to do is parked and answered as soon as a
 // task is published, or with "wait" after `park_limit`.
+// With `max_running` > 0 at most that many tasks are out at once (`ember simulate -t`): a
+// task counts from the moment a site fetches it until its result arrives (ClaimResult);
+// a site whose task would exceed the limit is parked until a slot frees.
 //
+//   TaskBoard board(5s, /*max_running=*/0);
 //   board.Publish(round, {"site-1","site-2"}, header, global.body());
 //   board.OnGetTask("site-1", responder);      // replies with the task
 //   board.End();                                // every later get_task gets "end"
@@ -25,7 +29,9 @@ namespace ember::fl {
 class TaskBoard {
  public:
   using Clock = std::chrono::steady_clock;
-  explicit TaskBoard(std::chrono::milliseconds park_limit) : park_limit_(park_limit) {}
+  // `max_running`: tasks out at once; 0 = no limit.
+  TaskBoard(std::chrono::milliseconds park_limit, int max_running)
+      : park_limit_(park_limit), max_running_(max_running) {}
 
   // Makes a task for each of `sites`; task ids are "r<round>-<site>".
   void Publish(int round, const std::vector<std::string>& sites, const cell::Json& header,
@@ -34,7 +40,8 @@ class TaskBoard {
   void End();
   void OnGetTask(const std::string& site, cell::Responder responder);
   // Returns true (once) if `task_id` is the outstanding task of `site`; marks it claimed
-  // so a duplicate submission is refused while the first one is being folded in.
+  // so a duplicate submission is refused while the first one is being folded in. Frees
+  // the task's slot and hands it to the longest-parked site still owed a task.
   bool ClaimResult(const std::string& site, const std::string& task_id);
   // Marks the claimed task of `site` done: its result has been folded in.
   void Complete(const std::string& site);
@@ -59,12 +66,17 @@ class TaskBoard {
     Clock::time_point since;
   };
   void ReplyLocked(const std::string& site, cell::Responder& r);
+  bool SlotFreeLocked() const { return max_running_ <= 0 || running_ < max_running_; }
+  // Answers parked sites that are owed a task, oldest first, while slots are free.
+  void DispatchParkedLocked();
 
   const std::chrono::milliseconds park_limit_;
+  const int max_running_;
   mutable std::mutex mu_;
   // Guarded by mu_.
   std::map<std::string, Task> tasks_;
   std::map<std::string, Parked> parked_;
+  int running_ = 0;                          // fetched, result not yet arrived
   bool ended_ = false;
   std::set<std::string> told_end_;
 };
