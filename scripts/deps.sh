@@ -6,6 +6,7 @@ pkgs=(
   build-essential cmake make pkg-config git
   libasio-dev libssl-dev openssl nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  clang libclang-rt-14-dev llvm-14
   python3 python3-numpy python3-msgpack python3-pytest python3-sklearn python3-torch
   python3-matplotlib dataset-fashion-mnist
 )

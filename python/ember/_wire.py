@@ -9,6 +9,12 @@ Two layers live here:
   whole model twice: bodies are sent as a list of memoryviews and received into one
   preallocated bytearray.
 
+Flow control (docs/wire-format.md §8): the link preallocates every body it receives, so
+it grants each incoming stream its whole body with one CREDIT at HEAD. When it sends a
+body it stays within the window the parent granted (HELLO ``window`` plus CREDITs),
+reading frames meanwhile (answering PING); a stream that gets no credit for
+``ACK_PROGRESS_TIMEOUT`` seconds is aborted with LinkTimeout.
+
     link = Link.connect("127.0.0.1", 8003, "site-1.job1", token="s3cret")
     head, body = link.request("site-1", "link.get_task", {})
     link.fire("site-1", "link.log", {"level": "info", "msg": "hi"})
@@ -39,6 +45,8 @@ FLAG_END = 0x0001
 MAX_HEADER_BYTES = 1 << 20          # kMaxHeaderBytes: HELLO / HEAD (and ABORT, GOAWAY)
 MAX_FRAME_PAYLOAD = 16 << 20        # kMaxFramePayload: DATA
 STREAMING_CHUNK_SIZE = 1 << 20      # what this sender puts in one DATA frame
+DEFAULT_WINDOW = 16 << 20           # credit per stream when a HELLO names no "window" (§8)
+ACK_PROGRESS_TIMEOUT = 60.0         # streaming_ack_progress_timeout: give up a starved stream
 MAX_HOPS = 16
 
 # magic, version, type, flags, reserved, stream_id, length
@@ -75,7 +83,7 @@ _MAX_PAYLOAD = {
 _EXACT_PAYLOAD = {FrameType.CREDIT: 8}
 # Stream rules of §1: connection-level frames use stream 0, stream frames never do.
 _CONNECTION_LEVEL = (FrameType.HELLO, FrameType.PING, FrameType.PONG, FrameType.GOAWAY)
-_NEEDS_STREAM = (FrameType.HEAD, FrameType.DATA, FrameType.ABORT)
+_NEEDS_STREAM = (FrameType.HEAD, FrameType.DATA, FrameType.ABORT, FrameType.CREDIT)
 
 # --- Status codes (§4) -------------------------------------------------------------
 
@@ -275,6 +283,22 @@ def _as_byte_views(parts: Iterable) -> List[memoryview]:
     return views
 
 
+def _split(chunk: List[memoryview], n: int) -> Tuple[List[memoryview], List[memoryview]]:
+    """The first `n` bytes of a chunk and the rest, as views (no copy)."""
+    head, rest = [], []
+    for view in chunk:
+        if n >= view.nbytes:
+            head.append(view)
+            n -= view.nbytes
+        elif n > 0:
+            head.append(view[:n])
+            rest.append(view[n:])
+            n = 0
+        else:
+            rest.append(view)
+    return head, rest
+
+
 def _chunks(views: Sequence[memoryview], size: int) -> Iterator[List[memoryview]]:
     """Groups byte views into runs of at most `size` bytes, splitting views as needed,
     so a DATA frame can span tensor boundaries without copying."""
@@ -297,7 +321,7 @@ def _chunks(views: Sequence[memoryview], size: int) -> Iterator[List[memoryview]
 
 class _PendingReply:
     """A request waiting for its reply; survives a timeout so the reply is not lost."""
-    __slots__ = ("req_id", "req_stream", "topic", "head", "body", "filled", "stream")
+    __slots__ = ("req_id", "req_stream", "topic", "head", "body", "filled", "stream", "done")
 
     def __init__(self, req_id: int, req_stream: int, topic: str):
         self.req_id, self.req_stream, self.topic = req_id, req_stream, topic
@@ -305,6 +329,7 @@ class _PendingReply:
         self.body = bytearray()
         self.filled = 0
         self.stream: Optional[int] = None
+        self.done = False
 
 
 class Link:
@@ -326,6 +351,8 @@ class Link:
         self._header_buf = bytearray(HEADER_SIZE)
         self._deadline: Optional[float] = None  # of the wait in progress; reader only
         self._pending: Optional[_PendingReply] = None  # guarded by _request_lock
+        self.peer_window = DEFAULT_WINDOW         # initial credit per stream we send (§8)
+        self._credit: dict = {}                   # our stream id -> bytes we may send; reader only
 
     # -- set-up and tear-down ------------------------------------------------------
 
@@ -373,6 +400,10 @@ class Link:
         if peer.get("version") != VERSION:
             raise ProtocolError(f"peer at {where} speaks version {peer.get('version')!r}, "
                                 f"this side speaks {VERSION}")
+        window = peer.get("window", 0)
+        if not isinstance(window, int) or isinstance(window, bool) or not 0 <= window <= _U64_MAX:
+            raise ProtocolError(f"peer at {where} sent HELLO window {window!r}, not a u64")
+        self.peer_window = window or DEFAULT_WINDOW
         return str(peer.get("name", ""))
 
     def close(self) -> None:
@@ -417,8 +448,15 @@ class Link:
                 raise WireError(f"the reply to '{self._pending.topic}' is still pending; "
                                 "call wait_reply() before a new request")
             req_id = next(self._req_ids)
-            stream_id = self._send_message(self._head("req", dst, topic, h, req_id), body_parts)
+            with self._send_lock:
+                stream_id = self._next_stream_id()
             self._pending = _PendingReply(req_id, stream_id, topic)
+            try:
+                self._send_message(self._head("req", dst, topic, h, req_id), body_parts,
+                                   stream_id, self._pending)
+            except BaseException:
+                self._pending = None
+                raise
             return self._wait(timeout)
 
     def wait_reply(self, timeout: Optional[float] = None) -> Tuple[dict, bytearray]:
@@ -452,8 +490,13 @@ class Link:
         sid = next(self._stream_ids) & _U32_MAX
         return sid or self._next_stream_id()  # 0 is reserved for connection frames
 
-    def _send_message(self, head: dict, body_parts: Iterable) -> int:
-        """Writes HEAD then DATA frames (≤ STREAMING_CHUNK_SIZE each), END on the last."""
+    def _send_message(self, head: dict, body_parts: Iterable, sid: Optional[int] = None,
+                      pending: Optional["_PendingReply"] = None) -> int:
+        """Writes HEAD then DATA frames (≤ STREAMING_CHUNK_SIZE each), END on the last,
+        within the peer's flow-control credit. A body is only sent by ``request`` (the
+        reader), which passes its `pending` reply so frames read while waiting for
+        credit are not lost. The send lock is taken per frame: ``fire`` and PONG may
+        interleave with a long body."""
         views = _as_byte_views(body_parts)
         body_size = sum(v.nbytes for v in views)
         head["body_size"] = body_size
@@ -461,17 +504,53 @@ class Link:
         if len(payload) > MAX_HEADER_BYTES:
             raise ValueError(f"header of '{head.get('topic')}' is {len(payload)} bytes, over "
                              f"the {MAX_HEADER_BYTES}-byte limit; move data into the body")
+        assert body_size == 0 or pending is not None, "only request() sends a body"
         with self._send_lock:
-            sid = self._next_stream_id()
-            flags = 0 if body_size else FLAG_END
-            self._write([encode_header(FrameType.HEAD, sid, len(payload), flags), payload])
-            sent = 0
-            for chunk in _chunks(views, STREAMING_CHUNK_SIZE):
-                n = sum(v.nbytes for v in chunk)
+            if sid is None:
+                sid = self._next_stream_id()
+            self._write([encode_header(FrameType.HEAD, sid, len(payload), 0 if body_size else FLAG_END),
+                         payload])
+        if body_size:
+            self._credit[sid] = min(body_size, self.peer_window)
+            try:
+                self._send_body(sid, views, body_size, pending)
+            finally:
+                self._credit.pop(sid, None)
+        return sid
+
+    def _send_body(self, sid: int, views: List[memoryview], body_size: int,
+                   pending: "_PendingReply") -> None:
+        sent = 0
+        for chunk in _chunks(views, STREAMING_CHUNK_SIZE):
+            while chunk:
+                allowed = self._await_credit(sid, sent, pending)
+                part, chunk = _split(chunk, allowed - sent)
+                n = sum(v.nbytes for v in part)
                 sent += n
                 flags = FLAG_END if sent == body_size else 0
-                self._write([encode_header(FrameType.DATA, sid, n, flags)] + chunk)
-        return sid
+                with self._send_lock:
+                    self._write([encode_header(FrameType.DATA, sid, n, flags)] + part)
+
+    def _await_credit(self, sid: int, sent: int, pending: "_PendingReply") -> int:
+        """Returns the credit limit of stream `sid` once it exceeds `sent`, reading and
+        handling frames meanwhile. Gives up (ABORT, LinkTimeout) after
+        ACK_PROGRESS_TIMEOUT seconds without new credit."""
+        if self._credit[sid] > sent:
+            return self._credit[sid]
+        saved, self._deadline = self._deadline, time.monotonic() + ACK_PROGRESS_TIMEOUT
+        try:
+            while self._credit[sid] <= sent:
+                try:
+                    self._dispatch(self._read_header(), pending)
+                except LinkTimeout:
+                    message = (f"stream {sid} to '{self.peer_name}': no flow-control credit for "
+                               f"{ACK_PROGRESS_TIMEOUT:g} s ({sent} body bytes sent)")
+                    self._send_control(FrameType.ABORT, encode_json(
+                        {"code": "timeout", "message": message}), stream_id=sid)
+                    raise LinkTimeout(message) from None
+        finally:
+            self._deadline = saved
+        return self._credit[sid]
 
     def _send_control(self, ftype: FrameType, payload: bytes = b"", stream_id: int = 0) -> None:
         with self._send_lock:
@@ -518,47 +597,61 @@ class Link:
     def _await_reply(self, p: "_PendingReply") -> Tuple[dict, bytearray]:
         """Reads frames until the reply to `p.req_id` is complete, serving PING and
         discarding anything else (other streams, replies to nobody)."""
-        while True:
-            fh = self._read_header()
-            if fh.type == FrameType.HEAD:
-                head = self._read_json(fh, "HEAD")
-                if p.head is None and head.get("kind") == "reply" and head.get("req_id") == p.req_id:
-                    p.head, p.stream = head, fh.stream_id
-                    p.body = bytearray(self._body_size(head))  # the one buffer the body lands in
-                    if fh.end:
-                        return self._finish(p)
-                else:
-                    self._on_unexpected_head(head)
-            elif fh.type == FrameType.DATA:
-                if p.stream is None or fh.stream_id != p.stream:
-                    self._skip(fh.length)
-                    continue
-                if p.filled + fh.length > len(p.body):
-                    raise self._fatal(f"reply to '{p.topic}' carries more than its body_size "
-                                      f"{len(p.body)} bytes")
-                self._read_into(memoryview(p.body)[p.filled:p.filled + fh.length])
-                p.filled += fh.length
-                if fh.end:
-                    return self._finish(p)
-            elif fh.type == FrameType.ABORT:
-                info = self._read_json(fh, "ABORT")
-                if fh.stream_id == (p.stream if p.stream is not None else p.req_stream):
-                    raise StreamAborted(str(info.get("code", "aborted")), str(info.get("message", "")))
-            else:
-                self._on_control(fh)
+        while not p.done:
+            self._dispatch(self._read_header(), p)
+        return p.head, p.body
 
-    def _finish(self, p: "_PendingReply") -> Tuple[dict, bytearray]:
+    def _dispatch(self, fh: FrameHeader, p: "_PendingReply") -> None:
+        """Handles one frame whose header was read; sets p.done when the reply to `p`
+        is complete."""
+        if fh.type == FrameType.HEAD:
+            head = self._read_json(fh, "HEAD")
+            size = self._body_size(head)
+            if size > DEFAULT_WINDOW:  # we preallocate (or discard): grant it all now
+                self._send_control(FrameType.CREDIT, _U64.pack(size - DEFAULT_WINDOW), fh.stream_id)
+            if p.head is None and head.get("kind") == "reply" and head.get("req_id") == p.req_id:
+                p.head, p.stream = head, fh.stream_id
+                p.body = bytearray(size)  # the one buffer the body lands in
+                if fh.end:
+                    self._finish(p)
+            else:
+                self._on_unexpected_head(head)
+        elif fh.type == FrameType.DATA:
+            if p.stream is None or fh.stream_id != p.stream or p.done:
+                self._skip(fh.length)
+                return
+            if p.filled + fh.length > len(p.body):
+                raise self._fatal(f"reply to '{p.topic}' carries more than its body_size "
+                                  f"{len(p.body)} bytes")
+            self._read_into(memoryview(p.body)[p.filled:p.filled + fh.length])
+            p.filled += fh.length
+            if fh.end:
+                self._finish(p)
+        elif fh.type == FrameType.ABORT:
+            info = self._read_json(fh, "ABORT")
+            if fh.stream_id == (p.stream if p.stream is not None else p.req_stream):
+                raise StreamAborted(str(info.get("code", "aborted")), str(info.get("message", "")))
+        else:
+            self._on_control(fh)
+
+    def _finish(self, p: "_PendingReply") -> None:
         if p.filled != len(p.body):
             raise self._fatal(f"reply to '{p.topic}' ended after {p.filled} of its "
                               f"{len(p.body)} body bytes")
-        return p.head, p.body
+        p.done = True
 
     def _on_control(self, fh: FrameHeader) -> None:
-        """PING → PONG; PONG and CREDIT are ignored (this side never waits for credit);
-        GOAWAY closes; a second HELLO is a protocol error."""
+        """PING → PONG; CREDIT extends one of our streams; PONG is ignored; GOAWAY
+        closes; a second HELLO is a protocol error."""
         if fh.type == FrameType.PING:
             self._send_control(FrameType.PONG)
-        elif fh.type in (FrameType.PONG, FrameType.CREDIT):
+        elif fh.type == FrameType.CREDIT:
+            payload = bytearray(_U64.size)
+            self._read_into(memoryview(payload))
+            if fh.stream_id in self._credit:  # else it ended already: credit crossed our END
+                self._credit[fh.stream_id] = min(_U64_MAX, self._credit[fh.stream_id]
+                                                 + _U64.unpack(payload)[0])
+        elif fh.type == FrameType.PONG:
             self._skip(fh.length)
         elif fh.type == FrameType.GOAWAY:
             reason = self._read_json(fh, "GOAWAY").get("reason", "")

@@ -15,10 +15,13 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 
+#include "base/config.h"
 #include "base/status.h"
 #include "cell/message.h"
+#include "net/security.h"
 
 namespace ember::cell {
 
@@ -28,11 +31,18 @@ struct CellOptions {
   std::string parent;          // "host:port" of the parent cell; empty = root
   std::string token;           // HELLO token children must present; empty = none required
   std::string parent_token;    // token this cell presents to its parent
-  size_t chunk_size = 1 << 20;                       // streaming_chunk_size: DATA frame payload
+  // connection_security (docs/security.md): `security` for the listener (server side of the
+  // handshake), `parent_security` for the link to the parent. Default clear. Under TLS a
+  // peer whose certificate was verified must use its certificate CN as its name's first part.
+  net::SecurityOptions security;
+  net::SecurityOptions parent_security;
   int io_threads = 1;                                // asio io threads
   int worker_threads = 2;                            // handler threads
   std::chrono::milliseconds connect_timeout{10000};  // first connection to the parent
-  uint64_t max_body_size = 64ull << 30;              // larger incoming bodies are refused
+  // Transport settings for every connection (docs/config.md: streaming_chunk_size,
+  // streaming_window_size, max_body_size, the stall guards, heartbeats). Null: loaded by
+  // Start() with base::Config::FromEnvironment() ($EMBER_CONFIG file, EMBER_* variables).
+  std::shared_ptr<const base::Config> config;
 };
 
 // Replies to one request, exactly once; later calls are ignored. Copyable; may outlive
@@ -53,9 +63,23 @@ class Responder {
   std::shared_ptr<Impl> impl_;
 };
 
+// Consumes a request's body while it streams in (chunk-wise aggregation, downloads):
+// Write gets each chunk in order, on a cell worker (never two at once); Finish runs when
+// every byte was written; Cancel when the stream broke or a Write/Finish failed.
+class BodyConsumer {
+ public:
+  virtual ~BodyConsumer() = default;
+  virtual Status Write(std::span<const uint8_t> chunk) = 0;
+  virtual Status Finish() = 0;
+  virtual void Cancel(const Status& why) {}
+};
+
 class Cell {
  public:
   using Handler = std::function<void(Message request, Responder responder)>;
+  // Called at the HEAD of a streamed request (body still to come) on an io thread: must
+  // be quick. An error refuses the request with that status.
+  using StreamHandler = std::function<Result<std::unique_ptr<BodyConsumer>>(const Message& head)>;
   using PeerCallback = std::function<void(const std::string& peer, bool connected)>;
 
   virtual ~Cell() = default;
@@ -69,6 +93,12 @@ class Cell {
 
   // Registers the handler for `topic` (req and fire messages). Register before traffic.
   virtual void Handle(std::string topic, Handler handler) = 0;
+  // Registers a streamed handler for `topic`: requests addressed to this cell stream their
+  // body into the consumer `on_head` makes, chunk by chunk, with flow control (a slow
+  // consumer holds the sender back; at most one window is queued). When the consumer
+  // finished, `on_complete` runs like a Handler with an empty body; if the consumer
+  // failed, the requester gets its error instead. Register before traffic.
+  virtual void HandleStream(std::string topic, StreamHandler on_head, Handler on_complete) = 0;
   // Called when a direct peer (child or parent) connects or disconnects.
   virtual void OnPeer(PeerCallback callback) = 0;
 

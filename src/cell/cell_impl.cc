@@ -23,6 +23,17 @@ void CancelTimer(const std::shared_ptr<asio::steady_timer>& timer) {
   if (timer) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
 }
 
+// A peer that proved a certificate may only claim the name it was issued for: the first
+// part of its FQCN ("site-1" of "site-1.<job>") must equal the certificate CN, so one
+// site cannot pose as another. `required`: the link's mode guarantees a certificate.
+Status CheckCertificateName(const std::string& name, const net::PeerIdentity& id, bool required) {
+  if (!id.verified && !required) return Status::Ok();
+  std::string_view first = std::string_view(name).substr(0, name.find('.'));
+  if (id.verified && first == id.common_name) return Status::Ok();
+  return Status::FailedPrecondition(fmt::format("the name '{}' does not match its certificate (CN '{}')", name,
+                                                id.verified ? id.common_name : "none verified"));
+}
+
 }  // namespace
 
 // One attempt to connect to the parent: `done` fires once, at HELLO or at failure.
@@ -46,8 +57,29 @@ Status CellImpl::Init() {
   if (!wire::IsValidFqcn(options_.name)) {
     return Status::InvalidArgument(fmt::format("cell name '{}' is not a valid FQCN", options_.name));
   }
+  config_ = options_.config;
+  if (!config_) {
+    auto config = base::Config::FromEnvironment();
+    if (!config.ok()) return config.status().WithContext(options_.name + ": transport config");
+    config_ = std::make_shared<const base::Config>(std::move(*config));
+  }
+  EMBER_RETURN_IF_ERROR(LoadTls());
   if (!options_.listen.empty()) EMBER_RETURN_IF_ERROR(StartListening());
   if (!options_.parent.empty()) EMBER_RETURN_IF_ERROR(ConnectParentBlocking());
+  return Status::Ok();
+}
+
+Status CellImpl::LoadTls() {
+  if (!options_.listen.empty()) {
+    auto tls = net::MakeTlsContext(options_.security, net::TlsSide::kServer);
+    if (!tls.ok()) return tls.status().WithContext(options_.name + ": listener security");
+    listen_tls_ = *tls;
+  }
+  if (!options_.parent.empty()) {
+    auto tls = net::MakeTlsContext(options_.parent_security, net::TlsSide::kClient);
+    if (!tls.ok()) return tls.status().WithContext(options_.name + ": parent security");
+    parent_tls_ = *tls;
+  }
   return Status::Ok();
 }
 
@@ -55,11 +87,12 @@ Status CellImpl::StartListening() {
   std::weak_ptr<CellImpl> weak = weak_from_this();
   auto listener = net::TcpListener::Listen(*io_, options_.listen, [weak](std::unique_ptr<net::Transport> t) {
     if (auto self = weak.lock()) self->OnAccept(std::move(t));
-  });
+  }, net::TlsAcceptUpgrade(listen_tls_, options_.connect_timeout));
   if (!listener.ok()) return listener.status().WithContext(options_.name);
   listener_ = *listener;
   listen_address_ = listener_->local_address();
-  EMBER_LOG_INFO("{}: listening on {}", options_.name, listen_address_);
+  EMBER_LOG_INFO("{}: listening on {} ({})", options_.name, listen_address_,
+                 net::SecurityModeName(options_.security.mode));
   return Status::Ok();
 }
 
@@ -78,20 +111,20 @@ Status CellImpl::ConnectParentBlocking() {
 void CellImpl::DialParent(std::function<void(Status)> done) {
   auto attempt = std::make_shared<ParentAttempt>(std::move(done));
   std::weak_ptr<CellImpl> weak = weak_from_this();
-  net::DialTcp(io_->Next(), options_.parent, options_.connect_timeout,
-               [weak, attempt](Result<std::unique_ptr<net::Transport>> t) {
-                 auto self = weak.lock();
-                 if (!self || self->stopping_) return attempt->Fire(Status::Unavailable("cell stopping"));
-                 if (!t.ok()) return attempt->Fire(t.status());
-                 auto conn = net::Connection::Create(std::move(*t), net::ConnectionRole::kConnector,
-                                                     self->ConnectionOptionsFor(PeerRole::kParent),
-                                                     self->CallbacksFor(PeerRole::kParent, attempt));
-                 {
-                   std::lock_guard lock(self->mu_);
-                   self->connections_[conn->id()] = conn;
-                 }
-                 conn->Start();
-               });
+  net::DialSecure(io_->Next(), options_.parent, options_.connect_timeout, parent_tls_,
+                  [weak, attempt](Result<std::unique_ptr<net::Transport>> t) {
+                    auto self = weak.lock();
+                    if (!self || self->stopping_) return attempt->Fire(Status::Unavailable("cell stopping"));
+                    if (!t.ok()) return attempt->Fire(t.status());
+                    auto conn = net::Connection::Create(std::move(*t), net::ConnectionRole::kConnector,
+                                                        self->ConnectionOptionsFor(PeerRole::kParent),
+                                                        self->CallbacksFor(PeerRole::kParent, attempt));
+                    {
+                      std::lock_guard lock(self->mu_);
+                      self->connections_[conn->id()] = conn;
+                    }
+                    conn->Start();
+                  });
 }
 
 void CellImpl::ScheduleReconnect() {
@@ -138,10 +171,20 @@ net::ConnectionOptions CellImpl::ConnectionOptionsFor(PeerRole role) const {
   o.local_name = options_.name;
   if (role == PeerRole::kParent) o.token = options_.parent_token;
   if (role == PeerRole::kChild) o.required_token = options_.token;
-  o.chunk_size = options_.chunk_size;
-  o.max_body_size = options_.max_body_size;
+  net::ApplyConfig(*config_, &o);  // chunk, window, max_body_size, guards, heartbeats
   o.handshake_timeout = options_.connect_timeout;
   o.goaway_linger = kGoawayLinger;
+  std::weak_ptr<CellImpl> weak = std::const_pointer_cast<CellImpl>(shared_from_this());
+  o.sink_factory = [weak](const wire::Json& head, uint64_t size) -> Result<std::unique_ptr<net::StreamSink>> {
+    auto self = weak.lock();
+    if (!self) return net::MakeBufferingSink(size);
+    return self->MakeSink(head, size);
+  };
+  bool cert_required = role == PeerRole::kParent ? options_.parent_security.mode != net::SecurityMode::kClear
+                                                 : options_.security.mode == net::SecurityMode::kMtls;
+  o.authorize_peer = [cert_required](const std::string& name, const net::PeerIdentity& id) {
+    return CheckCertificateName(name, id, cert_required);
+  };
   return o;
 }
 

@@ -29,6 +29,7 @@
 #include "net/connection.h"
 #include "net/io_pool.h"
 #include "net/tcp.h"
+#include "net/tls.h"
 #include "wire/message_header.h"
 
 namespace ember::cell {
@@ -68,6 +69,7 @@ class CellImpl final : public Cell, public std::enable_shared_from_this<CellImpl
   const std::string& name() const override { return options_.name; }
   std::string listen_address() const override { return listen_address_; }
   void Handle(std::string topic, Handler handler) override;
+  void HandleStream(std::string topic, StreamHandler on_head, Handler on_complete) override;
   void OnPeer(PeerCallback callback) override;
   Result<Message> Request(const std::string& dst, Message request,
                           std::chrono::milliseconds timeout) override;
@@ -89,12 +91,16 @@ class CellImpl final : public Cell, public std::enable_shared_from_this<CellImpl
   struct ParentAttempt;
 
   // cell_impl.cc: life cycle and connections.
+  Status LoadTls();
   Status StartListening();
   Status ConnectParentBlocking();
   void DialParent(std::function<void(Status)> done);
   void ScheduleReconnect();
   void OnAccept(std::unique_ptr<net::Transport> transport);
   net::ConnectionOptions ConnectionOptionsFor(PeerRole role) const;
+  // stream_handlers.cc: a consumer sink for a HEAD addressed to a streamed topic of this
+  // cell, else the buffering sink.
+  Result<std::unique_ptr<net::StreamSink>> MakeSink(const wire::Json& head, uint64_t body_size);
   net::Connection::Callbacks CallbacksFor(PeerRole role, std::shared_ptr<ParentAttempt> attempt);
   void OnReady(const net::Connection::Ptr& conn, PeerRole role);
   void OnClosed(const net::Connection::Ptr& conn, PeerRole role, const Status& why);
@@ -125,10 +131,18 @@ class CellImpl final : public Cell, public std::enable_shared_from_this<CellImpl
   std::atomic<bool> stopping_{false};
   std::shared_ptr<net::TcpListener> listener_;  // set in Init, reset in StopNow
   std::string listen_address_;                  // immutable after Init
+  std::shared_ptr<const base::Config> config_;  // transport settings; immutable after Init
+  std::shared_ptr<net::TlsContext> listen_tls_;  // null: clear; immutable after Init
+  std::shared_ptr<net::TlsContext> parent_tls_;  // null: clear; immutable after Init
 
   mutable std::mutex mu_;
   std::condition_variable closed_cv_;                                       // connections_ shrank
   std::unordered_map<std::string, Handler> handlers_;                       // guarded by mu_
+  struct StreamTopic {
+    StreamHandler on_head;
+    Handler on_complete;
+  };
+  std::unordered_map<std::string, StreamTopic> stream_handlers_;            // guarded by mu_
   std::vector<PeerCallback> peer_callbacks_;                                // guarded by mu_
   std::map<std::string, net::Connection::Ptr> children_;                    // guarded by mu_
   net::Connection::Ptr parent_;                                             // guarded by mu_

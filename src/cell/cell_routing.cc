@@ -7,6 +7,7 @@
 
 #include "base/log.h"
 #include "cell/cell_impl.h"
+#include "cell/consumer_sink.h"
 
 namespace ember::cell {
 
@@ -187,6 +188,8 @@ void CellImpl::Deliver(const wire::MessageFields& f, net::IncomingMessage in) {
 }
 
 void CellImpl::Dispatch(const wire::MessageFields& f, Message message) {
+  // A streamed request's consumer sink dispatches it itself once its body is consumed.
+  if (message.body && dynamic_cast<const ConsumedBody*>(message.body.get())) return;
   Handler handler;
   {
     std::lock_guard lock(mu_);

@@ -26,6 +26,45 @@ std::string FormatMetrics(const json& metrics) {
 
 double MiB(uint64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
+// What the round's results add up to, filled by the consumers on worker threads.
+struct SharedSummary {
+  std::mutex mu;
+  std::vector<std::string> sites;
+  double num_steps = 0;
+  uint64_t bytes_in = 0;
+};
+
+// Streams one site's result into the round: folds chunks as they arrive, commits on Finish.
+class ResultConsumer final : public cell::BodyConsumer {
+ public:
+  ResultConsumer(std::unique_ptr<ResultFolder> folder, std::shared_ptr<RoundAccumulator> acc,
+                 std::shared_ptr<SharedSummary> summary, std::string site, double weight, json metrics,
+                 double num_steps, uint64_t bytes)
+      : acc_(std::move(acc)), folder_(std::move(folder)), summary_(std::move(summary)), site_(std::move(site)),
+        weight_(weight), metrics_(std::move(metrics)), num_steps_(num_steps), bytes_(bytes) {}
+
+  Status Write(std::span<const uint8_t> chunk) override { return folder_->Write(chunk); }
+  Status Finish() override {
+    EMBER_RETURN_IF_ERROR(acc_->Commit(*folder_, weight_, metrics_));
+    std::lock_guard lock(summary_->mu);
+    summary_->sites.push_back(site_);
+    summary_->num_steps += num_steps_;
+    summary_->bytes_in += bytes_;
+    return Status::Ok();
+  }
+  void Cancel(const Status&) override { (void)folder_->Cancel(); }
+
+ private:
+  std::shared_ptr<RoundAccumulator> acc_;   // declared first: outlives folder_, which folds into it
+  std::unique_ptr<ResultFolder> folder_;
+  std::shared_ptr<SharedSummary> summary_;
+  std::string site_;
+  double weight_;
+  json metrics_;
+  double num_steps_;
+  uint64_t bytes_;
+};
+
 }  // namespace
 
 FedAvg::FedAvg(ServerConfig config, std::string job_id, std::string workspace,
@@ -89,45 +128,37 @@ Result<RoundSummary> FedAvg::RunOneRound(ServerComm& comm, int round, const std:
   json task = {{"task_name", "train"},   {"job_id", job_id_},
                {"current_round", round}, {"total_rounds", config_.num_rounds},
                {"params_type", config_.params_transfer_type}, {"meta", json::object()}};
-  RoundAccumulator acc(global_, {config_.exclude_vars, AccumulateAs(), workspace_});
-  std::mutex summary_mu;
-  auto on_result = [&](const SiteResult& r) -> Status {
-    const json& h = r.message.h();
+  // Shared with the result consumers, which may outlive a failed round.
+  auto acc = std::make_shared<RoundAccumulator>(
+      global_, AccumulatorOptions{config_.exclude_vars, AccumulateAs(), workspace_});
+  auto shared_summary = std::make_shared<SharedSummary>();
+  auto on_result = [this, acc, shared_summary](const std::string& site, const json& h,
+                                               uint64_t body_size) -> Result<std::unique_ptr<cell::BodyConsumer>> {
     EMBER_ASSIGN_OR_RETURN(ParamsType type, ParseParamsType(h.value("params_type", "FULL")));
     const json meta = h.value("meta", json::object());
-    const double weight = SiteWeight(r.site, meta);
-    EMBER_ASSIGN_OR_RETURN(auto folder, acc.Begin(r.site, r.message.body_size(), weight, type));
-    EMBER_RETURN_IF_ERROR(FoldBody(*r.message.body, *folder));
-    EMBER_RETURN_IF_ERROR(acc.Commit(*folder, weight, h.value("metrics", json::object())));
-    std::lock_guard lock(summary_mu);
-    summary.sites.push_back(r.site);
-    summary.num_steps += meta.value("NUM_STEPS_CURRENT_ROUND", 1.0);
-    summary.bytes_in += r.message.body_size();
-    return Status::Ok();
+    const double weight = SiteWeight(site, meta);
+    EMBER_ASSIGN_OR_RETURN(auto folder, acc->Begin(site, body_size, weight, type));
+    return std::unique_ptr<cell::BodyConsumer>(new ResultConsumer(
+        std::move(folder), acc, shared_summary, site, weight, h.value("metrics", json::object()),
+        meta.value("NUM_STEPS_CURRENT_ROUND", 1.0), body_size));
   };
   EMBER_RETURN_IF_ERROR(comm.RunRound(round, sites, task, global_.body(), on_result));
+  {
+    std::lock_guard lock(shared_summary->mu);
+    summary.sites = shared_summary->sites;
+    summary.num_steps = shared_summary->num_steps;
+    summary.bytes_in = shared_summary->bytes_in;
+  }
   summary.bytes_out = global_.size() * sites.size();
-  summary.metrics = acc.AggregatedMetrics();
+  summary.metrics = acc->AggregatedMetrics();
   EMBER_RETURN_IF_ERROR(TrackBest(round, summary.metrics));
-  EMBER_ASSIGN_OR_RETURN(global_, acc.Finish(Path(config_.save_filename)));
+  EMBER_ASSIGN_OR_RETURN(global_, acc->Finish(Path(config_.save_filename)));
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return summary;
 }
 
 tensor::AccumulateAs FedAvg::AccumulateAs() const {
   return config_.aggregation_accumulate == "F32" ? tensor::AccumulateAs::kF32 : tensor::AccumulateAs::kF64;
-}
-
-// Feeds a received body to the folder in bounded pieces.
-Status FedAvg::FoldBody(const cell::BodySource& body, ResultFolder& folder) {
-  std::vector<uint8_t> buf(std::min<uint64_t>(body.size(), 1 << 20));
-  for (uint64_t off = 0; off < body.size();) {
-    EMBER_ASSIGN_OR_RETURN(size_t n, body.ReadAt(off, buf));
-    if (n == 0) return Status::DataLoss("result body ended early");
-    EMBER_RETURN_IF_ERROR(folder.Write({buf.data(), n}));
-    off += n;
-  }
-  return Status::Ok();
 }
 
 double FedAvg::SiteWeight(const std::string& site, const json& meta) const {

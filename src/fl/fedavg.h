@@ -40,7 +40,6 @@ class FedAvg {
   bool ShouldStop(const nlohmann::json& metrics);
   double SiteWeight(const std::string& site, const nlohmann::json& meta) const;
   tensor::AccumulateAs AccumulateAs() const;
-  static Status FoldBody(const cell::BodySource& body, ResultFolder& folder);
   std::string Path(const std::string& file) const { return workspace_ + "/" + file; }
 
   ServerConfig config_;

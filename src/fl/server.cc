@@ -54,7 +54,9 @@ void ServerRuntime::RegisterHandlers() {
   cell_->Handle("fl.get_task", [this](cell::Message m, cell::Responder r) {
     board_.OnGetTask(m.h().value("site", r.peer()), std::move(r));
   });
-  cell_->Handle("fl.submit_result", [this](cell::Message m, cell::Responder r) { OnSubmit(std::move(m), r); });
+  cell_->HandleStream(
+      "fl.submit_result", [this](const cell::Message& head) { return OnSubmitHead(head); },
+      [this](cell::Message m, cell::Responder r) { OnSubmitDone(std::move(m), r); });
   cell_->Handle("fl.failure", [this](cell::Message m, cell::Responder) { OnFailure(std::move(m)); });
   cell_->OnPeer([this](const std::string& peer, bool connected) { OnPeer(peer, connected); });
 }
@@ -70,32 +72,61 @@ void ServerRuntime::OnRegister(cell::Message m, cell::Responder r) {
   r.Reply({{"job_id", options_.job_id}, {"job_name", options_.job.name}});
 }
 
-void ServerRuntime::OnSubmit(cell::Message m, cell::Responder r) {
-  const std::string site = m.h().value("site", r.peer());
-  const std::string task_id = m.h().value("task_id", "");
+namespace {
+
+// Fails the job if a site's result cannot be folded in (bad tensors, a broken stream).
+class GuardedConsumer final : public cell::BodyConsumer {
+ public:
+  GuardedConsumer(std::unique_ptr<cell::BodyConsumer> inner, std::function<void(const Status&)> fail)
+      : inner_(std::move(inner)), fail_(std::move(fail)) {}
+  Status Write(std::span<const uint8_t> chunk) override { return Check(inner_->Write(chunk)); }
+  Status Finish() override { return Check(inner_->Finish()); }
+  void Cancel(const Status& why) override {
+    inner_->Cancel(why);
+    fail_(why);
+  }
+
+ private:
+  Status Check(Status s) {
+    if (!s.ok()) fail_(s);
+    return s;
+  }
+  std::unique_ptr<cell::BodyConsumer> inner_;
+  std::function<void(const Status&)> fail_;
+};
+
+}  // namespace
+
+// At the HEAD of a result: claim the task and stream the body into the round's folder.
+Result<std::unique_ptr<cell::BodyConsumer>> ServerRuntime::OnSubmitHead(const cell::Message& head) {
+  const std::string site = head.h().value("site", head.src());
+  const std::string task_id = head.h().value("task_id", "");
   if (!board_.ClaimResult(site, task_id)) {
     log_->warn("ignoring result {} from {}: not an outstanding task", task_id, site);
-    return r.Error(StatusCode::kInvalidArgument, "task " + task_id + " is not outstanding for " + site);
+    return Status::InvalidArgument("task " + task_id + " is not outstanding for " + site);
   }
-  Status s;
+  ResultStarter start;
   int round = -1;
   {
-    std::lock_guard agg(aggregate_mu_);
-    std::function<Status(const SiteResult&)> cb;
-    {
-      std::lock_guard lock(mu_);
-      cb = on_result_;
-      round = round_;
-    }
-    // The round cannot end before Complete(): on_result_ stays set while we fold.
-    s = cb ? cb(SiteResult{site, std::move(m)}) : Status::FailedPrecondition("no round running");
+    std::lock_guard lock(mu_);
+    start = on_result_;
+    round = round_;
   }
-  if (!s.ok()) {
-    Fail(s.WithContext(site + " job " + options_.job_id + " round " + std::to_string(round) +
-                       ": result rejected"));
-    return r.Error(s.code(), s.message());
+  if (!start) return Status::FailedPrecondition("no round running");
+  const std::string context = site + " job " + options_.job_id + " round " + std::to_string(round) +
+                              ": result rejected";
+  auto consumer = start(site, head.h(), head.header.value("body_size", uint64_t{0}));
+  if (!consumer.ok()) {
+    Fail(consumer.status().WithContext(context));
+    return consumer.status();
   }
-  board_.Complete(site);
+  return std::unique_ptr<cell::BodyConsumer>(new GuardedConsumer(
+      std::move(consumer).value(), [this, context](const Status& s) { Fail(s.WithContext(context)); }));
+}
+
+// Every byte of the result was folded in: the site's task is done.
+void ServerRuntime::OnSubmitDone(cell::Message m, cell::Responder r) {
+  board_.Complete(m.h().value("site", m.src()));
   cv_.notify_all();
   r.Reply();
 }
@@ -157,7 +188,7 @@ Result<std::vector<std::string>> ServerRuntime::WaitForSites(int n) {
 
 Status ServerRuntime::RunRound(int round, const std::vector<std::string>& sites, const cell::Json& task,
                                std::shared_ptr<cell::BodySource> body,
-                               std::function<Status(const SiteResult&)> on_result) {
+                               ResultStarter on_result) {
   {
     std::lock_guard lock(mu_);
     round_ = round;

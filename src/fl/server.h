@@ -40,11 +40,11 @@ struct ServerOptions {
   int max_running_tasks = 0;             // tasks out at once across all sites; 0 = no limit
 };
 
-// One site's result as the workflow sees it.
-struct SiteResult {
-  std::string site;
-  cell::Message message;                 // h: the result header; body: safetensors
-};
+// Called when a site's result starts to arrive (its header is known, the safetensors
+// body is still streaming): returns the consumer the body streams into. The consumer's
+// Finish folds the result in for good; Cancel takes back whatever it folded.
+using ResultStarter = std::function<Result<std::unique_ptr<cell::BodyConsumer>>(
+    const std::string& site, const cell::Json& h, uint64_t body_size)>;
 
 // What a workflow may ask of the server (FLARE's WFCommServer, reduced to FedAvg's needs).
 class ServerComm {
@@ -52,12 +52,11 @@ class ServerComm {
   virtual ~ServerComm() = default;
   // Blocks until `n` sites have registered or the job is aborted.
   virtual Result<std::vector<std::string>> WaitForSites(int n) = 0;
-  // Sends `task` (header + body) to `sites` and calls `on_result` for each result as it
-  // arrives (serialized: never two at once). Returns when every site answered, or the
-  // first failure (a site's error, a disconnect, a rejected result, a timeout).
+  // Sends `task` (header + body) to `sites`; each result streams into a consumer made by
+  // `on_result` (several may stream at once). Returns when every result was consumed, or
+  // at the first failure (a site's error, a disconnect, a rejected result, a timeout).
   virtual Status RunRound(int round, const std::vector<std::string>& sites, const cell::Json& task,
-                          std::shared_ptr<cell::BodySource> body,
-                          std::function<Status(const SiteResult&)> on_result) = 0;
+                          std::shared_ptr<cell::BodySource> body, ResultStarter on_result) = 0;
 };
 
 class ServerRuntime : public ServerComm {
@@ -77,14 +76,14 @@ class ServerRuntime : public ServerComm {
 
   Result<std::vector<std::string>> WaitForSites(int n) override;
   Status RunRound(int round, const std::vector<std::string>& sites, const cell::Json& task,
-                  std::shared_ptr<cell::BodySource> body,
-                  std::function<Status(const SiteResult&)> on_result) override;
+                  std::shared_ptr<cell::BodySource> body, ResultStarter on_result) override;
 
  private:
   explicit ServerRuntime(ServerOptions options);
   void RegisterHandlers();
   void OnRegister(cell::Message m, cell::Responder r);
-  void OnSubmit(cell::Message m, cell::Responder r);
+  Result<std::unique_ptr<cell::BodyConsumer>> OnSubmitHead(const cell::Message& head);
+  void OnSubmitDone(cell::Message m, cell::Responder r);
   void OnFailure(cell::Message m);
   void OnPeer(const std::string& peer, bool connected);
   void Fail(Status s);
@@ -107,9 +106,7 @@ class ServerRuntime : public ServerComm {
   bool done_ = false;
   Status outcome_;
   int round_ = -1;
-  std::function<Status(const SiteResult&)> on_result_;
-
-  std::mutex aggregate_mu_;                // serializes on_result_ calls
+  ResultStarter on_result_;
 };
 
 }  // namespace ember::fl

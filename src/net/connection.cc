@@ -3,13 +3,18 @@
 #include <asio/post.hpp>
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "base/log.h"
 #include "net/asio_status.h"
 
 namespace ember::net {
 namespace {
 
-constexpr size_t kReadBufferBytes = 256 << 10;
+// The read buffer starts small and doubles, up to one whole default DATA frame, while
+// reads keep filling it (bulk traffic), so a chunk usually reaches its sink in one piece.
+constexpr size_t kReadBufferBytes = 64 << 10;
+constexpr size_t kMaxReadBufferBytes = (1 << 20) + (64 << 10);
 // Small frames are batched into one write up to this size; a DATA chunk goes alone.
 constexpr size_t kWriteBatchBytes = 64 << 10;
 
@@ -18,6 +23,43 @@ std::atomic<uint64_t> g_next_connection_id{1};
 }  // namespace
 
 using wire::FrameType;
+
+// Frames go to HandleFrame as they complete; DATA payloads go to the assembler piece by
+// piece straight from the read buffer (no copy). Once the connection stops being open
+// (GOAWAY, refused HELLO, a callback closed it) the rest of the buffer is ignored.
+class Connection::Reader final : public wire::FrameDecoder::Visitor {
+ public:
+  explicit Reader(Connection* c) : c_(c) {}
+
+  Status OnFrame(wire::Frame frame) override {
+    EMBER_RETURN_IF_ERROR(Live());
+    return c_->HandleFrame(std::move(frame));
+  }
+  Status OnDataBegin(const wire::FrameHeader& header) override {
+    EMBER_RETURN_IF_ERROR(Live());
+    if (c_->state_ == State::kHandshake) return Status::InvalidArgument("expected HELLO, got DATA");
+    return c_->assembler_.BeginData(header);
+  }
+  Status OnDataPiece(const wire::FrameHeader&, std::span<const uint8_t> piece) override {
+    EMBER_RETURN_IF_ERROR(Live());
+    c_->assembler_.DataPiece(piece);
+    return Status::Ok();
+  }
+  Status OnDataEnd(const wire::FrameHeader& header) override {
+    EMBER_RETURN_IF_ERROR(Live());
+    std::vector<IncomingMessage> done;
+    EMBER_RETURN_IF_ERROR(c_->assembler_.EndData(header, &done));
+    c_->Deliver(done);
+    return Status::Ok();
+  }
+
+ private:
+  Status Live() const {
+    if (c_->state_ == State::kHandshake || c_->state_ == State::kOpen) return Status::Ok();
+    return Status::Aborted("connection closed while reading");  // OnRead stops quietly
+  }
+  Connection* c_;
+};
 
 Connection::Ptr Connection::Create(std::unique_ptr<Transport> transport, ConnectionRole role,
                                    ConnectionOptions options, Callbacks callbacks) {
@@ -31,21 +73,49 @@ Connection::Connection(std::unique_ptr<Transport> transport, ConnectionRole role
       role_(role),
       options_(std::move(options)),
       remote_address_(transport->remote_address()),
+      peer_identity_(transport->peer_identity()),
       executor_(transport->executor()),
       transport_(std::move(transport)),
       callbacks_(std::move(callbacks)),
       assembler_({.max_body_size = options_.max_body_size,
-                  .max_open_streams = options_.max_incoming_streams},
-                 options_.sink_factory),
+                  .max_open_streams = options_.max_incoming_streams,
+                  .window = options_.window_size},
+                 options_.sink_factory, CreditHooks()),
       scheduler_(options_.chunk_size),
       read_buf_(kReadBufferBytes),
-      timer_(executor_) {}
+      timer_(executor_),
+      send_timer_(executor_),
+      check_timer_(executor_),
+      credit_timer_(executor_) {}
 
 Connection::~Connection() = default;
 
 std::string Connection::peer_name() const {
   std::lock_guard lock(name_mu_);
   return peer_name_;
+}
+
+Connection::Stats Connection::stats() const {
+  return {.stall_warnings = stats_.stall_warnings.load(),
+          .pings_sent = stats_.pings_sent.load(),
+          .credit_frames_sent = stats_.credit_frames_sent.load(),
+          .credit_frames_received = stats_.credit_frames_received.load(),
+          .streams_aborted_for_credit = stats_.streams_aborted_for_credit.load()};
+}
+
+void ApplyConfig(const base::Config& config, ConnectionOptions* o) {
+  o->chunk_size = static_cast<size_t>(config.Get(base::kStreamingChunkSize));
+  o->window_size = config.Get(base::kStreamingWindowSize);
+  o->max_body_size = config.Get(base::kMaxBodySize);
+  o->send_timeout = config.Get(base::kStreamingSendTimeout);
+  o->ack_progress_timeout = config.Get(base::kStreamingAckProgressTimeout);
+  o->ack_progress_check_interval = config.Get(base::kStreamingAckProgressCheckInterval);
+  o->stall_timeout = config.Get(base::kSfmSendStallTimeout);
+  o->stall_consecutive_checks = static_cast<int>(config.Get(base::kSfmSendStallConsecutiveChecks));
+  o->close_stalled = config.Get(base::kSfmCloseStalledConnection);
+  o->check_interval = config.Get(base::kConnectionCheckInterval);
+  o->heartbeat_interval = config.Get(base::kHeartbeatInterval);
+  o->heartbeat_misses = static_cast<int>(config.Get(base::kHeartbeatMisses));
 }
 
 std::string Connection::Describe() const {
@@ -59,7 +129,7 @@ void Connection::Start() {
   asio::post(executor_, [self = shared_from_this()] { self->DoStart(); });
 }
 
-Status Connection::Send(wire::Json header, std::shared_ptr<const wire::BodySource> body) {
+Status Connection::Send(wire::Json header, std::shared_ptr<const wire::BodySource> body, SendDone done) {
   if (closed_.load()) return Status::Unavailable(fmt::format("connection to {} is closed", Describe()));
   header["body_size"] = body ? body->size() : 0;
   std::string head = wire::DumpJson(header);
@@ -68,11 +138,14 @@ Status Connection::Send(wire::Json header, std::shared_ptr<const wire::BodySourc
                                                head.size(), wire::kMaxHeaderBytes));
   }
   EMBER_RETURN_IF_ERROR(Admit(head.size()));
-  asio::post(executor_, [self = shared_from_this(), head = std::move(head), body = std::move(body)]() mutable {
+  asio::post(executor_, [self = shared_from_this(), head = std::move(head), body = std::move(body),
+                         done = std::move(done)]() mutable {
     if (self->state_ == State::kClosed || self->state_ == State::kClosing) {
-      return self->Release(1, head.size());
+      self->Release(1, head.size());
+      if (done) done(Status::Unavailable(fmt::format("connection to {} closed", self->Describe())));
+      return;
     }
-    self->scheduler_.AddMessage(std::move(head), std::move(body));
+    self->scheduler_.AddMessage(std::move(head), std::move(body), std::move(done));
     self->MaybeWrite();
   });
   return Status::Ok();
@@ -126,11 +199,8 @@ void Connection::DoStart() {
     self->CloseNow(Status::DeadlineExceeded(fmt::format(
         "{}: no HELLO within {} ms", self->Describe(), self->options_.handshake_timeout.count())));
   });
-  if (role_ == ConnectionRole::kConnector) {
-    scheduler_.AddControl(FrameType::kHello, wire::EncodeHello({.name = options_.local_name,
-                                                                .version = wire::kProtocolVersion,
-                                                                .token = options_.token}));
-  }
+  if (role_ == ConnectionRole::kConnector) scheduler_.AddControl(FrameType::kHello, HelloPayload());
+  last_received_ = Clock::now();
   StartRead();
   MaybeWrite();
 }
@@ -148,23 +218,23 @@ void Connection::OnRead(const std::error_code& ec, size_t n) {
     if (Status partial = decoder_.Finish(); !partial.ok()) why = partial.WithContext(why.message());
     return CloseNow(why);
   }
-  std::vector<wire::Frame> frames;
-  Status status = decoder_.Feed({read_buf_.data(), n}, &frames);
-  for (wire::Frame& frame : frames) {
-    if (state_ != State::kHandshake && state_ != State::kOpen) return;
-    Status fs = HandleFrame(std::move(frame));
-    if (!fs.ok()) {
-      status = fs;
-      break;
-    }
-  }
+  last_received_ = Clock::now();
+  Reader reader(this);
+  Status status = decoder_.Feed({read_buf_.data(), n}, reader);
+  if (state_ != State::kHandshake && state_ != State::kOpen) return;  // closed while handling
   if (!status.ok()) {
     EMBER_LOG_WARN("closing the connection to {}: protocol error: {}", Describe(), status.ToString());
     return DoShutdown(status.WithContext(fmt::format("protocol error from {}", Describe())),
                       "protocol error: " + status.message());
   }
-  if (state_ == State::kHandshake || state_ == State::kOpen) StartRead();
+  if (state_ != State::kHandshake && state_ != State::kOpen) return;
+  MaybeWrite();  // CREDIT and PONG frames queued while handling
+  if (n == read_buf_.size() && read_buf_.size() < kMaxReadBufferBytes) {
+    read_buf_.resize(std::min(read_buf_.size() * 2, kMaxReadBufferBytes));
+  }
+  StartRead();
 }
+
 
 Status Connection::HandleFrame(wire::Frame frame) {
   FrameType type = frame.header.type;
@@ -186,11 +256,11 @@ Status Connection::HandleFrame(wire::Frame frame) {
     }
     case FrameType::kPing:
       scheduler_.AddControl(FrameType::kPong, "");
-      MaybeWrite();
       return Status::Ok();
-    case FrameType::kPong:
-    case FrameType::kCredit:  // liveness and flow control arrive with issue 3
+    case FrameType::kPong:  // liveness counts every byte read, see OnRead
       return Status::Ok();
+    case FrameType::kCredit:
+      return OnCredit(frame);
     case FrameType::kGoaway:
       return OnGoaway(frame);
   }
@@ -199,6 +269,13 @@ Status Connection::HandleFrame(wire::Frame frame) {
 
 Status Connection::OnHello(const wire::Frame& frame) {
   EMBER_ASSIGN_OR_RETURN(wire::Hello hello, wire::DecodeHello(frame.payload));
+  if (options_.authorize_peer) {
+    if (Status s = options_.authorize_peer(hello.name, peer_identity_); !s.ok()) {
+      EMBER_LOG_WARN("refusing '{}' from {}: {}", hello.name, remote_address_, s.message());
+      DoShutdown(s.WithContext(fmt::format("refused '{}' from {}", hello.name, remote_address_)), s.message());
+      return Status::Ok();
+    }
+  }
   if (role_ == ConnectionRole::kAcceptor) {
     if (!options_.required_token.empty() && !wire::TokensEqual(hello.token, options_.required_token)) {
       EMBER_LOG_WARN("refusing '{}' from {}: bad token", hello.name, remote_address_);
@@ -207,16 +284,17 @@ Status Connection::OnHello(const wire::Frame& frame) {
                  "bad token");
       return Status::Ok();
     }
-    scheduler_.AddControl(FrameType::kHello, wire::EncodeHello({.name = options_.local_name,
-                                                                .version = wire::kProtocolVersion,
-                                                                .token = ""}));
+    scheduler_.AddControl(FrameType::kHello, HelloPayload());
   }
+  scheduler_.SetPeerWindow(hello.window);
+  peer_answers_ping_ = hello.answers_ping;
   {
     std::lock_guard lock(name_mu_);
     peer_name_ = hello.name;
   }
   state_ = State::kOpen;
   timer_.cancel();
+  StartGuards();
   if (callbacks_.on_ready) callbacks_.on_ready(shared_from_this());
   MaybeWrite();
   return Status::Ok();
@@ -240,35 +318,118 @@ void Connection::Deliver(std::vector<IncomingMessage>& messages) {
   }
 }
 
+Status Connection::OnCredit(const wire::Frame& frame) {
+  EMBER_ASSIGN_OR_RETURN(uint64_t bytes, wire::DecodeCredit(frame.payload));
+  stats_.credit_frames_received.fetch_add(1, std::memory_order_relaxed);
+  scheduler_.OnCredit(frame.header.stream_id, bytes);
+  return Status::Ok();
+}
+
+// The assembler grants credit through the scheduler (io thread). A kManual sink gets a
+// handle that may be used from any thread: it posts back to this connection's io thread
+// and does nothing once the connection is gone.
+StreamAssembler::CreditHooks Connection::CreditHooks() {
+  return {
+      .grant = [this](uint32_t stream_id, uint64_t bytes) {
+        scheduler_.AddCredit(stream_id, bytes);
+        stats_.credit_frames_sent.fetch_add(1, std::memory_order_relaxed);
+      },
+      .make_handle = [this](uint32_t stream_id, uint64_t serial) {
+        return StreamCredit([weak = weak_from_this(), stream_id, serial](uint64_t bytes) {
+          auto self = weak.lock();
+          if (!self) return;
+          asio::post(self->executor_, [self, stream_id, serial, bytes] {
+            self->OnSinkConsumed(stream_id, serial, bytes);
+          });
+        });
+      },
+  };
+}
+
+void Connection::OnSinkConsumed(uint32_t stream_id, uint64_t serial, uint64_t bytes) {
+  if (state_ != State::kOpen) return;
+  assembler_.OnConsumed(stream_id, serial, bytes);
+  MaybeWrite();
+}
+
+std::string Connection::HelloPayload() const {
+  return wire::EncodeHello({.name = options_.local_name,
+                            .version = wire::kProtocolVersion,
+                            .token = role_ == ConnectionRole::kConnector ? options_.token : "",
+                            .window = options_.window_size,
+                            .answers_ping = true});
+}
+
+// One write at a time: control frames and HEADs batched up to kWriteBatchBytes, a DATA
+// chunk ends the batch, so anything queued meanwhile waits for at most one chunk.
 void Connection::MaybeWrite() {
   if (writing_ || state_ == State::kClosed) return;
+  FillWriteBuffer();
+  if (write_buf_.empty()) return;
+  writing_ = true;
+  write_pos_ = 0;
+  write_started_ = write_progress_ = Clock::now();
+  ArmSendTimer();
+  WriteSome();
+}
+
+void Connection::FillWriteBuffer() {
   write_buf_.clear();
   bool allow_streams = state_ == State::kOpen;
+  Clock::time_point now = Clock::now();
   while (write_buf_.size() < kWriteBatchBytes) {
     size_t before = write_buf_.size();
-    auto a = scheduler_.AppendNext(&write_buf_, allow_streams);
+    auto a = scheduler_.AppendNext(&write_buf_, allow_streams, now);
     if (!a) break;
     size_t head_bytes = a->type == FrameType::kHead ? write_buf_.size() - before - wire::kFrameHeaderSize : 0;
     Release(a->message_done ? 1 : 0, head_bytes);
-    if (!a->error.ok()) EMBER_LOG_WARN("to {}: {}", Describe(), a->error.ToString());
+    if (!a->error.ok()) {
+      EMBER_LOG_WARN("to {}: {}", Describe(), a->error.ToString());
+      if (a->done) a->done(a->error);
+    } else if (a->done) {
+      write_done_.push_back(std::move(a->done));
+    }
     if (a->type == FrameType::kGoaway) {
       close_after_write_ = true;
       break;
     }
   }
-  if (write_buf_.empty()) return;
-  writing_ = true;
-  transport_->AsyncWrite(write_buf_, [self = shared_from_this()](const std::error_code& ec, size_t) {
-    self->OnWritten(ec);
+}
+
+void Connection::WriteSome() {
+  std::span<const uint8_t> rest(write_buf_.data() + write_pos_, write_buf_.size() - write_pos_);
+  transport_->AsyncWriteSome(rest, [self = shared_from_this()](const std::error_code& ec, size_t n) {
+    self->OnWritten(ec, n);
   });
 }
 
-void Connection::OnWritten(const std::error_code& ec) {
-  writing_ = false;
+void Connection::OnWritten(const std::error_code& ec, size_t n) {
   if (state_ == State::kClosed) return;
-  if (ec) return CloseNow(StatusFromAsio(ec, "write to " + Describe()));
+  if (ec) {
+    writing_ = false;
+    return CloseNow(StatusFromAsio(ec, "write to " + Describe()));
+  }
+  write_pos_ += n;
+  write_progress_ = Clock::now();
+  if (write_pos_ < write_buf_.size()) return WriteSome();
+  writing_ = false;
+  stall_checks_ = 0;
+  FinishWrites(Status::Ok());
+  if (state_ == State::kClosed) return;  // a callback closed us
   if (close_after_write_) return CloseNow(close_status_);
   MaybeWrite();
+}
+
+void Connection::FinishWrites(const Status& status) {
+  std::vector<SendDone> done;
+  done.swap(write_done_);
+  for (SendDone& d : done) d(status);
+}
+
+void Connection::FailDropped(std::vector<SendDone> dropped, const Status& why) {
+  for (SendDone& d : dropped) {
+    if (d) d(why);
+  }
 }
 
 void Connection::DoShutdown(Status why, std::string reason) {
@@ -289,10 +450,17 @@ void Connection::CloseNow(Status why) {
   state_ = State::kClosed;
   closed_.store(true);
   timer_.cancel();
+  send_timer_.cancel();
+  check_timer_.cancel();
+  credit_timer_.cancel();
   transport_->Close();
   assembler_.CancelAll(why);
   size_t head_bytes = scheduler_.queued_head_bytes();
-  Release(scheduler_.Clear(), head_bytes);
+  std::vector<SendDone> dropped;
+  Release(scheduler_.Clear(&dropped), head_bytes);
+  Status lost = Status::Unavailable(fmt::format("connection to {} closed: {}", Describe(), why.message()));
+  FinishWrites(lost);  // in the unconfirmed last write
+  FailDropped(std::move(dropped), lost);
   EMBER_LOG_DEBUG("connection {} to {} closed: {}", id_, Describe(), why.ToString());
   auto on_closed = std::move(callbacks_.on_closed);
   callbacks_ = {};

@@ -1,13 +1,20 @@
-// Connection: one peer link speaking the Ember frame protocol (docs/wire-format.md §1-§3)
+// Connection: one peer link speaking the Ember frame protocol (docs/wire-format.md)
 // over a Transport. It exchanges HELLO (checking the token on the accepting side),
 // multiplexes outgoing messages as HEAD + DATA frames (SendScheduler), reassembles
-// incoming ones (StreamAssembler), answers PING, and closes on any protocol error with a
-// logged reason.
+// incoming ones (StreamAssembler), runs per-stream credit flow control (§8), answers
+// PING, and closes on any protocol error with a logged reason.
 //
 //   auto c = Connection::Create(std::move(transport), ConnectionRole::kConnector, opts,
 //                               {.on_ready = ..., .on_message = ..., .on_closed = ...});
 //   c->Start();
 //   Status s = c->Send(header_json, body);   // any thread; queued, sent in chunks
+//
+// Guards (docs/config.md, FLARE's names): a write without progress for send_timeout
+// closes the connection; a stream without credit for ack_progress_timeout is aborted; a
+// write lasting over stall_timeout is reported each check and, with close_stalled, closes
+// the connection after stall_consecutive_checks; an idle link is pinged every
+// heartbeat_interval and a peer that promised to answer PING is dropped after
+// heartbeat_misses silent intervals.
 //
 // Thread-safety: public methods may be called from any thread; they post to the
 // connection's io thread, which owns all state below the "io thread" banner. Callbacks
@@ -25,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "base/config.h"
 #include "base/status.h"
 #include "net/send_scheduler.h"
 #include "net/stream_assembler.h"
@@ -51,10 +59,38 @@ struct ConnectionOptions {
   std::chrono::milliseconds handshake_timeout{10000};
   std::chrono::milliseconds goaway_linger{1000};  // Shutdown(): wait this long for GOAWAY to flush
   StreamSinkFactory sink_factory;               // null: buffer each body in memory
+  // Flow control and guards; ApplyConfig() sets them from base::Config. 0 disables a timeout.
+  uint64_t window_size = wire::kDefaultWindow;              // streaming_window_size
+  std::chrono::milliseconds send_timeout{30000};            // streaming_send_timeout
+  std::chrono::milliseconds ack_progress_timeout{60000};    // streaming_ack_progress_timeout
+  std::chrono::milliseconds ack_progress_check_interval{5000};
+  std::chrono::milliseconds stall_timeout{45000};           // sfm_send_stall_timeout
+  int stall_consecutive_checks = 3;                         // sfm_send_stall_consecutive_checks
+  bool close_stalled = false;                               // sfm_close_stalled_connection
+  std::chrono::milliseconds check_interval{5000};           // connection_check_interval
+  std::chrono::milliseconds heartbeat_interval{60000};      // heartbeat_interval
+  int heartbeat_misses = 3;                                 // heartbeat_misses
+  // Checked when the peer's HELLO arrives (both roles), with the name it claims and what its
+  // certificate proved; an error refuses the link with GOAWAY. Null: accept any name.
+  std::function<Status(const std::string& peer_name, const PeerIdentity& identity)> authorize_peer;
 };
+
+// Sets chunk_size, max_body_size, window_size and the guard fields from `config`.
+void ApplyConfig(const base::Config& config, ConnectionOptions* options);
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
+  // Called once per message on the io thread: OK when its last frame was written, else
+  // why it was dropped (stream aborted, connection closed). Must not block.
+  using SendDone = SendScheduler::Done;
+  // Counters for tests and logs; read from any thread.
+  struct Stats {
+    uint64_t stall_warnings = 0;         // stalled-write checks reported
+    uint64_t pings_sent = 0;
+    uint64_t credit_frames_sent = 0;
+    uint64_t credit_frames_received = 0;
+    uint64_t streams_aborted_for_credit = 0;
+  };
   using Ptr = std::shared_ptr<Connection>;
   struct Callbacks {
     std::function<void(const Ptr&)> on_ready;                     // HELLO exchanged
@@ -70,8 +106,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void Start();
   // Queues a message: sets header["body_size"], serializes it here and sends it as HEAD
   // plus DATA chunks read lazily from `body`. Fails fast if the connection is closed
-  // (kUnavailable), the queue is full (kResourceExhausted) or the header is too large.
-  Status Send(wire::Json header, std::shared_ptr<const wire::BodySource> body);
+  // (kUnavailable), the queue is full (kResourceExhausted) or the header is too large;
+  // `done` is then not called. Otherwise `done` (if set) reports the outcome later.
+  Status Send(wire::Json header, std::shared_ptr<const wire::BodySource> body, SendDone done = nullptr);
   void Ping();
   // Sends GOAWAY {"reason"} and closes once it is written (or after goaway_linger).
   void Shutdown(std::string reason);
@@ -82,13 +119,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string& remote_address() const { return remote_address_; }
   // The peer's FQCN from its HELLO; empty before on_ready.
   std::string peer_name() const;
+  // What the peer's TLS certificate proved (empty over clear TCP).
+  const PeerIdentity& peer_identity() const { return peer_identity_; }
   bool closed() const { return closed_.load(); }
+  Stats stats() const;
 
   Connection(std::unique_ptr<Transport> transport, ConnectionRole role, ConnectionOptions options,
              Callbacks callbacks);  // use Create()
 
  private:
   enum class State { kHandshake, kOpen, kClosing, kClosed };
+  using Clock = std::chrono::steady_clock;
+  class Reader;  // the FrameDecoder::Visitor that feeds read bytes to this connection
 
   void DoStart();
   void StartRead();
@@ -97,10 +139,28 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Status OnHello(const wire::Frame& frame);
   Status OnGoaway(const wire::Frame& frame);
   void Deliver(std::vector<IncomingMessage>& messages);
+  Status OnCredit(const wire::Frame& frame);
+  StreamAssembler::CreditHooks CreditHooks();
+  void OnSinkConsumed(uint32_t stream_id, uint64_t serial, uint64_t bytes);
+  std::string HelloPayload() const;
   void MaybeWrite();
-  void OnWritten(const std::error_code& ec);
+  void FillWriteBuffer();
+  void WriteSome();
+  void OnWritten(const std::error_code& ec, size_t n);
+  void FinishWrites(const Status& status);
   void DoShutdown(Status why, std::string reason);
   void CloseNow(Status why);
+  void FailDropped(std::vector<SendDone> dropped, const Status& why);
+
+  // connection_guards.cc: timers behind the guards and liveness.
+  void StartGuards();
+  void ArmSendTimer();
+  void OnSendTimer();
+  void ArmPeriodic(asio::steady_timer& timer, std::chrono::milliseconds period, void (Connection::*tick)());
+  void OnCheckTick();
+  void OnCreditTick();
+  void CheckStall(Clock::time_point now);
+  void CheckHeartbeat(Clock::time_point now);
   Status Admit(size_t head_bytes);
   void Release(size_t messages, size_t head_bytes);
   std::string Describe() const;
@@ -109,12 +169,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const ConnectionRole role_;
   const ConnectionOptions options_;
   const std::string remote_address_;
+  const PeerIdentity peer_identity_;
   const asio::any_io_executor executor_;
   std::atomic<bool> closed_{false};
   std::atomic<size_t> queued_messages_{0};      // Send() accepted, last frame not yet written
   std::atomic<size_t> queued_header_bytes_{0};  // Send() accepted, HEAD not yet written
   mutable std::mutex name_mu_;
   std::string peer_name_;  // guarded by name_mu_
+  struct AtomicStats {
+    std::atomic<uint64_t> stall_warnings{0}, pings_sent{0}, credit_frames_sent{0},
+        credit_frames_received{0}, streams_aborted_for_credit{0};
+  } stats_;
 
   // Owned by the connection's io thread.
   std::unique_ptr<Transport> transport_;
@@ -126,9 +191,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
   SendScheduler scheduler_;
   std::vector<uint8_t> read_buf_;
   std::vector<uint8_t> write_buf_;
+  size_t write_pos_ = 0;                 // bytes of write_buf_ already written
+  std::vector<SendDone> write_done_;     // messages whose last frame is in write_buf_
   bool writing_ = false;
   bool close_after_write_ = false;
-  asio::steady_timer timer_;  // handshake deadline, then GOAWAY linger
+  bool peer_answers_ping_ = false;       // from its HELLO
+  Clock::time_point write_started_;      // of the write in progress (stall guard)
+  Clock::time_point write_progress_;     // last byte written (send timeout)
+  Clock::time_point last_received_;      // last byte read (liveness)
+  Clock::time_point last_ping_;
+  int stall_checks_ = 0;                 // consecutive stalled checks
+  bool send_timer_armed_ = false;
+  asio::steady_timer timer_;             // handshake deadline, then GOAWAY linger
+  asio::steady_timer send_timer_;        // streaming_send_timeout
+  asio::steady_timer check_timer_;       // stalls and heartbeats, every check_interval
+  asio::steady_timer credit_timer_;      // streams starved of credit
 };
 
 }  // namespace ember::net

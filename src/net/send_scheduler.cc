@@ -23,19 +23,53 @@ void AppendFrame(std::vector<uint8_t>* out, FrameType type, uint16_t flags, uint
   if (!payload.empty()) std::memcpy(out->data() + at + kFrameHeaderSize, payload.data(), payload.size());
 }
 
+namespace {
+
+SendScheduler::Appended Sent(FrameType type, uint32_t stream_id) {
+  SendScheduler::Appended a;
+  a.type = type;
+  a.stream_id = stream_id;
+  return a;
+}
+
+// The message's last frame: hands over its callback (and the error if it was aborted).
+SendScheduler::Appended Finished(FrameType type, uint32_t stream_id, SendScheduler::Done done,
+                                 Status error = Status::Ok()) {
+  SendScheduler::Appended a = Sent(type, stream_id);
+  a.message_done = true;
+  a.error = std::move(error);
+  a.done = std::move(done);
+  return a;
+}
+
+}  // namespace
+
 SendScheduler::SendScheduler(size_t chunk_size)
     : chunk_size_(std::clamp<size_t>(chunk_size, 1, wire::kMaxFramePayload)) {}
 
 void SendScheduler::AddControl(FrameType type, std::string payload) {
-  control_.push_back({type, std::move(payload)});
+  control_.push_back({type, 0, std::move(payload)});
 }
 
-uint32_t SendScheduler::AddMessage(std::string head_json, std::shared_ptr<const wire::BodySource> body) {
+void SendScheduler::AddCredit(uint32_t stream_id, uint64_t bytes) {
+  control_.push_back({FrameType::kCredit, stream_id, wire::EncodeCredit(bytes)});
+}
+
+void SendScheduler::AddAbort(uint32_t stream_id, std::string payload) {
+  control_.push_back({FrameType::kAbort, stream_id, std::move(payload)});
+}
+
+uint32_t SendScheduler::AddMessage(std::string head_json, std::shared_ptr<const wire::BodySource> body,
+                                   Done done) {
   uint64_t size = body ? body->size() : 0;
   uint32_t id = NextStreamId();
   head_bytes_ += head_json.size();
-  heads_.push_back({.id = id, .head = std::move(head_json), .body = std::move(body), .size = size,
-                    .offset = 0});
+  OutStream& s = heads_.emplace_back();
+  s.id = id;
+  s.head = std::move(head_json);
+  s.body = std::move(body);
+  s.size = size;
+  s.done = std::move(done);
   return id;
 }
 
@@ -45,71 +79,124 @@ uint32_t SendScheduler::NextStreamId() {
   return id;
 }
 
+void SendScheduler::SetPeerWindow(uint64_t window) {
+  peer_window_ = window == 0 ? wire::kDefaultWindow : window;
+}
+
+void SendScheduler::OnCredit(uint32_t stream_id, uint64_t bytes) {
+  auto it = bodies_.find(stream_id);
+  if (it == bodies_.end()) return;
+  OutStream& s = it->second;
+  s.limit = bytes > s.size - s.limit ? s.size : s.limit + bytes;
+  if (!s.ready && s.offset < s.limit) MarkReady(s);
+}
+
+// A body that can go whole in its next chunk is "small": it jumps the round-robin.
+void SendScheduler::MarkReady(OutStream& s) {
+  s.ready = true;
+  bool small = s.offset == 0 && s.size <= chunk_size_ && s.size <= s.limit;
+  (small ? small_ : ready_).push_back(s.id);
+}
+
 std::optional<SendScheduler::Appended> SendScheduler::AppendNext(std::vector<uint8_t>* out,
-                                                                 bool allow_streams) {
+                                                                 bool allow_streams, Clock::time_point now) {
   if (!control_.empty()) return AppendControl(out);
   if (!allow_streams) return std::nullopt;
-  if (!heads_.empty()) return AppendHead(out);
-  if (!bodies_.empty()) return AppendData(out);
+  if (!small_.empty()) return AppendData(small_, out, now);
+  if (!heads_.empty()) return AppendHead(out, now);
+  if (!ready_.empty()) return AppendData(ready_, out, now);
   return std::nullopt;
 }
 
 SendScheduler::Appended SendScheduler::AppendControl(std::vector<uint8_t>* out) {
   Control c = std::move(control_.front());
   control_.pop_front();
-  AppendFrame(out, c.type, 0, 0, c.payload);
-  return {.type = c.type, .stream_id = 0, .message_done = false, .error = {}};
+  AppendFrame(out, c.type, 0, c.stream_id, c.payload);
+  return Sent(c.type, c.stream_id);
 }
 
-SendScheduler::Appended SendScheduler::AppendHead(std::vector<uint8_t>* out) {
+SendScheduler::Appended SendScheduler::AppendHead(std::vector<uint8_t>* out, Clock::time_point now) {
   OutStream s = std::move(heads_.front());
   heads_.pop_front();
   head_bytes_ -= s.head.size();
   bool end = s.size == 0;
   AppendFrame(out, FrameType::kHead, end ? wire::kFlagEnd : 0, s.id, s.head);
-  s.head.clear();
-  s.head.shrink_to_fit();
   uint32_t id = s.id;
-  // A body that fits in one chunk goes next: small messages never wait behind a big one.
-  if (!end && s.size <= chunk_size_) bodies_.push_front(std::move(s));
-  else if (!end) bodies_.push_back(std::move(s));
-  return {.type = FrameType::kHead, .stream_id = id, .message_done = end, .error = {}};
+  if (end) return Finished(FrameType::kHead, id, std::move(s.done));
+  s.head = std::string();
+  s.limit = std::min(s.size, peer_window_);
+  s.blocked_since = now;
+  MarkReady(bodies_.emplace(id, std::move(s)).first->second);
+  return Sent(FrameType::kHead, id);
 }
 
-SendScheduler::Appended SendScheduler::AppendData(std::vector<uint8_t>* out) {
-  OutStream s = std::move(bodies_.front());
-  bodies_.pop_front();
-  size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_size_, s.size - s.offset));
+SendScheduler::Appended SendScheduler::AppendData(std::deque<uint32_t>& from, std::vector<uint8_t>* out,
+                                                   Clock::time_point now) {
+  uint32_t id = from.front();
+  from.pop_front();
+  OutStream& s = bodies_.at(id);
+  s.ready = false;
+  size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_size_, s.limit - s.offset));
   size_t at = out->size();
   out->resize(at + kFrameHeaderSize + n);
   Result<size_t> got = s.body->ReadAt(s.offset, std::span<uint8_t>(out->data() + at + kFrameHeaderSize, n));
   if (!got.ok() || *got != n) {
     out->resize(at);
-    Status why = got.ok() ? Status::DataLoss(fmt::format("body ended at {} of {} bytes",
-                                                         s.offset + *got, s.size))
-                          : got.status();
-    why = why.WithContext(fmt::format("reading the body of stream {}", s.id));
-    AppendFrame(out, FrameType::kAbort, 0, s.id,
-                wire::EncodeAbort({.code = "internal", .message = why.message()}));
-    return {.type = FrameType::kAbort, .stream_id = s.id, .message_done = true, .error = why};
+    return AbortUnreadable(out, s, got.ok() ? Status::DataLoss(fmt::format("body ended at {} of {} bytes",
+                                                                          s.offset + *got, s.size))
+                                            : got.status());
   }
   s.offset += n;
   bool end = s.offset == s.size;
   wire::EncodeFrameHeader({.type = FrameType::kData, .flags = static_cast<uint16_t>(end ? wire::kFlagEnd : 0),
-                           .stream_id = s.id, .length = static_cast<uint32_t>(n)},
+                           .stream_id = id, .length = static_cast<uint32_t>(n)},
                           std::span<uint8_t>(out->data() + at, kFrameHeaderSize));
-  uint32_t id = s.id;
-  if (!end) bodies_.push_back(std::move(s));
-  return {.type = FrameType::kData, .stream_id = id, .message_done = end, .error = {}};
+  if (end) {
+    Done done = std::move(s.done);
+    bodies_.erase(id);
+    return Finished(FrameType::kData, id, std::move(done));
+  }
+  if (s.offset < s.limit) MarkReady(s);
+  else s.blocked_since = now;
+  return Sent(FrameType::kData, id);
 }
 
-size_t SendScheduler::Clear() {
-  size_t dropped = queued_messages();
+SendScheduler::Appended SendScheduler::AbortUnreadable(std::vector<uint8_t>* out, OutStream& s, Status why) {
+  uint32_t id = s.id;
+  why = why.WithContext(fmt::format("reading the body of stream {}", id));
+  AppendFrame(out, FrameType::kAbort, 0, id, wire::EncodeAbort({.code = "internal", .message = why.message()}));
+  Done done = std::move(s.done);
+  bodies_.erase(id);
+  return Finished(FrameType::kAbort, id, std::move(done), std::move(why));
+}
+
+std::vector<SendScheduler::Stalled> SendScheduler::TakeStalled(Clock::time_point now, Clock::duration timeout) {
+  std::vector<Stalled> stalled;
+  for (auto it = bodies_.begin(); it != bodies_.end();) {
+    OutStream& s = it->second;
+    if (s.ready || now - s.blocked_since < timeout) {
+      ++it;
+      continue;
+    }
+    stalled.push_back({s.id, s.offset, s.size, now - s.blocked_since, std::move(s.done)});
+    it = bodies_.erase(it);
+  }
+  return stalled;
+}
+
+size_t SendScheduler::Clear(std::vector<Done>* dropped) {
+  size_t count = queued_messages();
+  if (dropped != nullptr) {
+    for (OutStream& s : heads_) dropped->push_back(std::move(s.done));
+    for (auto& [id, s] : bodies_) dropped->push_back(std::move(s.done));
+  }
   head_bytes_ = 0;
   control_.clear();
   heads_.clear();
   bodies_.clear();
-  return dropped;
+  small_.clear();
+  ready_.clear();
+  return count;
 }
 
 }  // namespace ember::net

@@ -1,23 +1,35 @@
 // SendScheduler: the send half of a connection's stream multiplexing. It decides which
-// frame goes next: connection-level control frames first, then the HEAD of any new
-// message, then a body that fits in one chunk, then one DATA chunk of each larger body in
-// turn (round-robin), so a large transfer never holds back small messages. Bodies are read lazily, one chunk at a time, with
-// BodySource::ReadAt straight into the output buffer; a body is never copied whole.
+// frame goes next:
+//   1. control frames (HELLO, PING, PONG, GOAWAY, CREDIT, ABORT), in order;
+//   2. the DATA of a message whose whole body fits in one chunk, right after its HEAD
+//      (small messages complete in the order they were queued);
+//   3. the HEAD of the next message;
+//   4. one DATA chunk of a larger body that has flow-control credit, round-robin over
+//      those streams. A stream without credit is skipped, never waited for.
+// So small messages and control frames never wait behind a large transfer.
+// Bodies are read lazily, one chunk at a time, with BodySource::ReadAt straight into the
+// output buffer; a body is never copied whole.
 //
 //   SendScheduler s(1 << 20);
-//   s.AddMessage(head_json, body);
+//   s.SetPeerWindow(16 << 20);                       // from the peer's HELLO
+//   s.AddMessage(head_json, body, [](const Status& st) { ... });
 //   while (auto a = s.AppendNext(&buf, /*allow_streams=*/true)) { ... }
+//   s.OnCredit(stream_id, bytes);                    // a CREDIT frame arrived
 //
-// Issue 3 extends the choice of the next stream (credit, priorities) in PickStream.
+// Flow control (docs/wire-format.md §8): a stream may send at most `peer window` body
+// bytes plus the CREDIT it has received.
 //
 // Thread-safety: not thread-safe; owned by one connection's io thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "base/status.h"
@@ -28,31 +40,65 @@ namespace ember::net {
 
 class SendScheduler {
  public:
+  using Clock = std::chrono::steady_clock;
+  // Called once per message: OK when its last frame has been written, else why it was
+  // dropped (aborted, connection closed). May be null.
+  using Done = std::function<void(const Status&)>;
+
   struct Appended {
     wire::FrameType type = wire::FrameType::kPing;
     uint32_t stream_id = 0;
     bool message_done = false;  // the message's last frame (END, or ABORT on a read error)
     Status error;               // why the stream was aborted, if it was
+    Done done;                  // the message's callback, handed over with message_done
+  };
+  // A stream that waited for credit too long; it has been removed from the schedule.
+  struct Stalled {
+    uint32_t stream_id = 0;
+    uint64_t offset = 0;  // body bytes sent
+    uint64_t size = 0;
+    Clock::duration waited{};
+    Done done;
   };
 
   // REQUIRES: 0 < chunk_size <= wire::kMaxFramePayload.
   explicit SendScheduler(size_t chunk_size);
 
-  // Queues a connection-level frame (HELLO, PING, PONG, GOAWAY); they go first, in order.
+  // Queues a connection-level frame (HELLO, PING, PONG, GOAWAY); control frames go first,
+  // in order.
   void AddControl(wire::FrameType type, std::string payload);
+  // Queues CREDIT(stream_id, bytes) for an incoming stream, with control priority.
+  void AddCredit(uint32_t stream_id, uint64_t bytes);
+  // Queues ABORT for an outgoing stream (already removed from the schedule).
+  void AddAbort(uint32_t stream_id, std::string payload);
   // Queues a message; returns its stream id. REQUIRES: head_json.size() <= kMaxHeaderBytes.
-  uint32_t AddMessage(std::string head_json, std::shared_ptr<const wire::BodySource> body);
+  uint32_t AddMessage(std::string head_json, std::shared_ptr<const wire::BodySource> body,
+                      Done done = nullptr);
+
+  // Initial credit of every stream whose HEAD goes out from now on (the peer's HELLO
+  // window; 0 means wire::kDefaultWindow).
+  void SetPeerWindow(uint64_t window);
+  // CREDIT arrived for our stream `stream_id`. Credit for a stream that already ended is
+  // ignored (it crossed our END).
+  void OnCredit(uint32_t stream_id, uint64_t bytes);
 
   // Appends the next frame (header + payload) to `out`. Stream frames are held back while
   // `allow_streams` is false (handshake, closing). Returns nullopt when nothing is ready.
-  std::optional<Appended> AppendNext(std::vector<uint8_t>* out, bool allow_streams);
+  std::optional<Appended> AppendNext(std::vector<uint8_t>* out, bool allow_streams,
+                                     Clock::time_point now = Clock::now());
 
-  // Drops every queued frame; returns how many messages were dropped unfinished.
-  size_t Clear();
+  // Removes and returns every stream that has waited for credit for `timeout` or longer.
+  std::vector<Stalled> TakeStalled(Clock::time_point now, Clock::duration timeout);
+
+  // Drops every queued frame; returns how many messages were dropped unfinished and
+  // appends their callbacks to `dropped`.
+  size_t Clear(std::vector<Done>* dropped = nullptr);
   size_t queued_messages() const { return heads_.size() + bodies_.size(); }
   // Bytes of HEAD payloads not yet appended.
   size_t queued_head_bytes() const { return head_bytes_; }
   bool has_control() const { return !control_.empty(); }
+  // Streams with body left to send but no credit.
+  size_t blocked_streams() const { return bodies_.size() - ready_.size() - small_.size(); }
 
  private:
   struct OutStream {
@@ -61,23 +107,33 @@ class SendScheduler {
     std::shared_ptr<const wire::BodySource> body;
     uint64_t size = 0;
     uint64_t offset = 0;
+    uint64_t limit = 0;  // body bytes it may send: peer window + credit received
+    bool ready = false;  // in ready_
+    Clock::time_point blocked_since;
+    Done done;
   };
   struct Control {
     wire::FrameType type;
+    uint32_t stream_id;
     std::string payload;
   };
 
   Appended AppendControl(std::vector<uint8_t>* out);
-  Appended AppendHead(std::vector<uint8_t>* out);
-  Appended AppendData(std::vector<uint8_t>* out);
+  Appended AppendHead(std::vector<uint8_t>* out, Clock::time_point now);
+  Appended AppendData(std::deque<uint32_t>& from, std::vector<uint8_t>* out, Clock::time_point now);
+  Appended AbortUnreadable(std::vector<uint8_t>* out, OutStream& s, Status why);
+  void MarkReady(OutStream& s);
   uint32_t NextStreamId();
 
   size_t chunk_size_;
+  uint64_t peer_window_ = wire::kDefaultWindow;
   uint32_t next_stream_id_ = 1;
   size_t head_bytes_ = 0;
   std::deque<Control> control_;
-  std::deque<OutStream> heads_;   // HEAD not sent yet
-  std::deque<OutStream> bodies_;  // HEAD sent, DATA remaining; front is next (round-robin)
+  std::deque<OutStream> heads_;                        // HEAD not sent yet
+  std::unordered_map<uint32_t, OutStream> bodies_;     // HEAD sent, DATA remaining
+  std::deque<uint32_t> small_;                         // bodies_ sent in one chunk, FIFO
+  std::deque<uint32_t> ready_;                         // other bodies_ with credit; round-robin
 };
 
 // Appends one frame to `out`.

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include "base/log.h"
 
 namespace ember::net {
@@ -9,8 +11,11 @@ namespace ember::net {
 using wire::Frame;
 using wire::FrameType;
 
-StreamAssembler::StreamAssembler(Limits limits, StreamSinkFactory factory)
-    : limits_(limits), factory_(std::move(factory)) {
+StreamAssembler::StreamAssembler(Limits limits, StreamSinkFactory factory, CreditHooks hooks)
+    : limits_(limits),
+      factory_(std::move(factory)),
+      hooks_(std::move(hooks)),
+      grant_threshold_(std::max<uint64_t>(1, limits.window / 4)) {
   if (!factory_) {
     factory_ = [](const wire::Json&, uint64_t size) { return MakeBufferingSink(size); };
   }
@@ -43,41 +48,99 @@ Status StreamAssembler::OnHead(Frame& frame, std::vector<IncomingMessage>* out) 
         fmt::format("HEAD of stream {} has END but body_size {}", id, body_size));
   }
   Stream& s = streams_[id];
+  s.serial = next_serial_++;
   s.body_size = body_size;
+  s.limit = std::min(body_size, limits_.window);
   if (body_size > limits_.max_body_size) {
-    Reject(s, Status::ResourceExhausted(fmt::format("body of {} bytes exceeds the limit of {}",
-                                                    body_size, limits_.max_body_size)));
+    Reject(id, s, Status::ResourceExhausted(fmt::format("body of {} bytes exceeds the limit of {}",
+                                                        body_size, limits_.max_body_size)));
   } else if (auto sink = factory_(head, body_size); sink.ok()) {
     s.sink = std::move(*sink);
+    OpenSink(id, s);
   } else {
-    Reject(s, sink.status());
+    Reject(id, s, sink.status());
   }
   s.header = std::move(head);
   if (frame.header.end()) Complete(id, out);
   return Status::Ok();
 }
 
+void StreamAssembler::OpenSink(uint32_t id, Stream& s) {
+  s.policy = s.sink->credit_policy();
+  if (s.policy == CreditPolicy::kWholeBody) return Release(id, s, s.body_size);
+  if (s.policy == CreditPolicy::kManual && hooks_.make_handle) {
+    s.sink->BindCredit(hooks_.make_handle(id, s.serial));
+  }
+}
+
+void StreamAssembler::Release(uint32_t id, Stream& s, uint64_t consumed) {
+  s.consumed = std::max(s.consumed, std::min(consumed, s.body_size));
+  uint64_t target = std::min(s.body_size, s.consumed + std::min(limits_.window, s.body_size));
+  if (target <= s.limit) return;
+  if (target - s.limit < grant_threshold_ && target != s.body_size) return;
+  uint64_t grant = target - s.limit;
+  s.limit = target;
+  if (hooks_.grant) hooks_.grant(id, grant);
+}
+
+void StreamAssembler::OnConsumed(uint32_t stream_id, uint64_t serial, uint64_t bytes) {
+  auto it = streams_.find(stream_id);
+  if (it == streams_.end() || it->second.serial != serial) return;  // ended meanwhile
+  Stream& s = it->second;
+  Release(stream_id, s, std::min(s.received, s.consumed + bytes));
+}
+
+uint64_t StreamAssembler::unconsumed_bytes() const {
+  uint64_t total = 0;
+  for (const auto& [id, s] : streams_) total += s.received - std::min(s.received, s.consumed);
+  return total;
+}
+
 Status StreamAssembler::OnData(Frame& frame, std::vector<IncomingMessage>* out) {
-  uint32_t id = frame.header.stream_id;
+  EMBER_RETURN_IF_ERROR(BeginData(frame.header));
+  DataPiece({reinterpret_cast<const uint8_t*>(frame.payload.data()), frame.payload.size()});
+  return EndData(frame.header, out);
+}
+
+Status StreamAssembler::BeginData(const wire::FrameHeader& header) {
+  uint32_t id = header.stream_id;
   auto it = streams_.find(id);
   if (it == streams_.end()) return Status::InvalidArgument(fmt::format("DATA for unknown stream {}", id));
   Stream& s = it->second;
-  uint64_t n = frame.payload.size();
+  uint64_t n = header.length;
   if (n > s.body_size - s.received) {
     return Status::InvalidArgument(fmt::format("stream {} sends more than its body_size {}", id,
                                                s.body_size));
   }
-  s.received += n;
-  if (s.sink) {
-    Status st = s.sink->Write({reinterpret_cast<const uint8_t*>(frame.payload.data()), n});
-    if (!st.ok()) Reject(s, st);
+  if (n > s.limit - s.received) {
+    return Status::InvalidArgument(fmt::format(
+        "stream {} sends beyond its flow-control credit: {} bytes received, {} granted", id,
+        s.received + n, s.limit));
   }
-  if (!frame.header.end()) return Status::Ok();
+  data_stream_ = &s;
+  data_stream_id_ = id;
+  return Status::Ok();
+}
+
+void StreamAssembler::DataPiece(std::span<const uint8_t> piece) {
+  Stream& s = *data_stream_;
+  s.received += piece.size();
+  if (s.sink) {
+    Status st = s.sink->Write(piece);
+    if (!st.ok()) Reject(data_stream_id_, s, st);
+  }
+  if (!s.sink || s.policy == CreditPolicy::kOnWrite) Release(data_stream_id_, s, s.received);
+}
+
+Status StreamAssembler::EndData(const wire::FrameHeader& header, std::vector<IncomingMessage>* out) {
+  Stream& s = *data_stream_;
+  data_stream_ = nullptr;
+  if (!header.end()) return Status::Ok();
   if (s.received != s.body_size) {
-    return Status::InvalidArgument(fmt::format("stream {} ended after {} of {} body bytes", id,
+    return Status::InvalidArgument(fmt::format("stream {} ended after {} of {} body bytes", header.stream_id,
                                                s.received, s.body_size));
   }
-  Complete(id, out);
+  Complete(header.stream_id, out);
   return Status::Ok();
 }
 
@@ -92,10 +155,12 @@ void StreamAssembler::OnAbort(const Frame& frame) {
   streams_.erase(it);
 }
 
-void StreamAssembler::Reject(Stream& s, Status why) {
+// The rest of a rejected body is read and dropped, so all of it counts as consumed.
+void StreamAssembler::Reject(uint32_t id, Stream& s, Status why) {
   if (s.sink) s.sink->Cancel(why);
   s.sink.reset();
   s.status = std::move(why);
+  Release(id, s, s.received);
 }
 
 void StreamAssembler::Complete(uint32_t stream_id, std::vector<IncomingMessage>* out) {
@@ -111,6 +176,7 @@ void StreamAssembler::Complete(uint32_t stream_id, std::vector<IncomingMessage>*
 }
 
 void StreamAssembler::CancelAll(const Status& why) {
+  data_stream_ = nullptr;
   for (auto& [id, s] : streams_) {
     if (s.sink) s.sink->Cancel(why);
   }

@@ -13,17 +13,12 @@ namespace {
 
 using asio::ip::tcp;
 
-std::string FormatEndpoint(const tcp::endpoint& ep) {
-  if (ep.address().is_v6()) return fmt::format("[{}]:{}", ep.address().to_string(), ep.port());
-  return fmt::format("{}:{}", ep.address().to_string(), ep.port());
-}
-
 // One dial attempt; every step runs on the io thread of `io`, so no lock is needed.
 struct DialAttempt : std::enable_shared_from_this<DialAttempt> {
-  DialAttempt(asio::io_context& io, std::string address, DialDone done)
+  DialAttempt(asio::io_context& io, std::string address, SocketDone done)
       : resolver(io), socket(io), timer(io), address(std::move(address)), done(std::move(done)) {}
 
-  void Finish(Result<std::unique_ptr<Transport>> result) {
+  void Finish(Result<tcp::socket> result) {
     if (finished) return;
     finished = true;
     timer.cancel();
@@ -53,7 +48,7 @@ struct DialAttempt : std::enable_shared_from_this<DialAttempt> {
     asio::async_connect(socket, results, [self](const std::error_code& ec, const tcp::endpoint&) {
       if (self->finished) return;
       if (ec) return self->Finish(StatusFromAsio(ec, "connect to " + self->address));
-      self->Finish(std::unique_ptr<Transport>(std::make_unique<TcpTransport>(std::move(self->socket))));
+      self->Finish(std::move(self->socket));
     });
   }
 
@@ -61,7 +56,7 @@ struct DialAttempt : std::enable_shared_from_this<DialAttempt> {
   tcp::socket socket;
   asio::steady_timer timer;
   std::string address;
-  DialDone done;
+  SocketDone done;
   bool finished = false;
 };
 
@@ -80,6 +75,11 @@ Result<std::pair<std::string, std::string>> SplitHostPort(const std::string& add
   return std::make_pair(host, address.substr(colon + 1));
 }
 
+std::string FormatEndpoint(const tcp::endpoint& ep) {
+  if (ep.address().is_v6()) return fmt::format("[{}]:{}", ep.address().to_string(), ep.port());
+  return fmt::format("{}:{}", ep.address().to_string(), ep.port());
+}
+
 TcpTransport::TcpTransport(tcp::socket socket) : socket_(std::move(socket)) {
   std::error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);
@@ -95,6 +95,10 @@ void TcpTransport::AsyncWrite(std::span<const uint8_t> buffer, IoHandler handler
   asio::async_write(socket_, asio::buffer(buffer.data(), buffer.size()), std::move(handler));
 }
 
+void TcpTransport::AsyncWriteSome(std::span<const uint8_t> buffer, IoHandler handler) {
+  socket_.async_write_some(asio::buffer(buffer.data(), buffer.size()), std::move(handler));
+}
+
 void TcpTransport::Close() {
   std::error_code ignored;
   socket_.shutdown(tcp::socket::shutdown_both, ignored);
@@ -103,6 +107,14 @@ void TcpTransport::Close() {
 
 void DialTcp(asio::io_context& io, const std::string& address, std::chrono::milliseconds timeout,
              DialDone done) {
+  DialTcpSocket(io, address, timeout, [done = std::move(done)](Result<tcp::socket> socket) {
+    if (!socket.ok()) return done(socket.status());
+    done(std::unique_ptr<Transport>(std::make_unique<TcpTransport>(std::move(*socket))));
+  });
+}
+
+void DialTcpSocket(asio::io_context& io, const std::string& address, std::chrono::milliseconds timeout,
+                   SocketDone done) {
   auto hp = SplitHostPort(address);
   auto attempt = std::make_shared<DialAttempt>(io, address, std::move(done));
   asio::post(io, [attempt, hp = std::move(hp), timeout]() mutable {
@@ -111,13 +123,13 @@ void DialTcp(asio::io_context& io, const std::string& address, std::chrono::mill
   });
 }
 
-TcpListener::TcpListener(IoPool& pool, AcceptFn on_accept)
-    : pool_(pool), on_accept_(std::move(on_accept)), acceptor_(pool.Next()),
+TcpListener::TcpListener(IoPool& pool, AcceptFn on_accept, SocketUpgrade upgrade)
+    : pool_(pool), on_accept_(std::move(on_accept)), upgrade_(std::move(upgrade)), acceptor_(pool.Next()),
       retry_timer_(acceptor_.get_executor()) {}
 
 Result<std::shared_ptr<TcpListener>> TcpListener::Listen(IoPool& pool, const std::string& address,
-                                                         AcceptFn on_accept) {
-  auto listener = std::make_shared<TcpListener>(pool, std::move(on_accept));
+                                                         AcceptFn on_accept, SocketUpgrade upgrade) {
+  auto listener = std::make_shared<TcpListener>(pool, std::move(on_accept), std::move(upgrade));
   EMBER_RETURN_IF_ERROR(listener->Bind(address));
   asio::post(listener->acceptor_.get_executor(), [listener] { listener->AcceptNext(); });
   return listener;
@@ -159,7 +171,14 @@ void TcpListener::OnAccept(const std::error_code& ec, tcp::socket socket) {
     retry_timer_.async_wait([self](const std::error_code& e) { if (!e) self->AcceptNext(); });
     return;
   }
-  on_accept_(std::make_unique<TcpTransport>(std::move(socket)));
+  if (!upgrade_) {
+    on_accept_(std::make_unique<TcpTransport>(std::move(socket)));
+  } else {
+    upgrade_(std::move(socket), [self = shared_from_this()](Result<std::unique_ptr<Transport>> t) {
+      if (t.ok()) return self->on_accept_(std::move(*t));
+      EMBER_LOG_WARN("refused a connection on {}: {}", self->local_, t.status().ToString());
+    });
+  }
   AcceptNext();
 }
 

@@ -26,6 +26,8 @@ namespace ember::net {
 
 // "host:port" or "[v6addr]:port" -> {host, port}.
 Result<std::pair<std::string, std::string>> SplitHostPort(const std::string& address);
+// "1.2.3.4:80" / "[::1]:80".
+std::string FormatEndpoint(const asio::ip::tcp::endpoint& endpoint);
 
 class TcpTransport final : public Transport {
  public:
@@ -33,6 +35,7 @@ class TcpTransport final : public Transport {
   asio::any_io_executor executor() override { return socket_.get_executor(); }
   void AsyncReadSome(std::span<uint8_t> buffer, IoHandler handler) override;
   void AsyncWrite(std::span<const uint8_t> buffer, IoHandler handler) override;
+  void AsyncWriteSome(std::span<const uint8_t> buffer, IoHandler handler) override;
   void Close() override;
   const std::string& remote_address() const override { return remote_; }
 
@@ -46,17 +49,26 @@ using DialDone = std::function<void(Result<std::unique_ptr<Transport>>)>;
 // thread, with the transport or the error (kDeadlineExceeded after `timeout`).
 void DialTcp(asio::io_context& io, const std::string& address, std::chrono::milliseconds timeout,
              DialDone done);
+// Same, handing over the connected socket (for a transport layered on it, e.g. TLS).
+using SocketDone = std::function<void(Result<asio::ip::tcp::socket>)>;
+void DialTcpSocket(asio::io_context& io, const std::string& address, std::chrono::milliseconds timeout,
+                   SocketDone done);
+
+// Turns a freshly accepted socket into a Transport, possibly asynchronously (a TLS
+// handshake); calls `done` exactly once, on the socket's io thread.
+using SocketUpgrade = std::function<void(asio::ip::tcp::socket socket, DialDone done)>;
 
 class TcpListener : public std::enable_shared_from_this<TcpListener> {
  public:
   using AcceptFn = std::function<void(std::unique_ptr<Transport>)>;
 
   // Binds and listens on `address`; each accepted socket is placed on the next context
-  // of `pool` and handed to `on_accept` (on the listener's io thread).
+  // of `pool` and handed to `on_accept` (on an io thread) as a TcpTransport, or first
+  // through `upgrade` if set (a socket whose upgrade fails is logged and dropped).
   // REQUIRES: `pool` outlives the accept loop (call Close() before stopping the pool).
   static Result<std::shared_ptr<TcpListener>> Listen(IoPool& pool, const std::string& address,
-                                                     AcceptFn on_accept);
-  TcpListener(IoPool& pool, AcceptFn on_accept);
+                                                     AcceptFn on_accept, SocketUpgrade upgrade = nullptr);
+  TcpListener(IoPool& pool, AcceptFn on_accept, SocketUpgrade upgrade = nullptr);
   // Stops accepting and closes the socket. Idempotent, thread-safe.
   void Close();
   // "host:port" actually bound.
@@ -69,6 +81,7 @@ class TcpListener : public std::enable_shared_from_this<TcpListener> {
 
   IoPool& pool_;
   AcceptFn on_accept_;
+  SocketUpgrade upgrade_;  // null: plain TCP
   asio::ip::tcp::acceptor acceptor_;
   asio::steady_timer retry_timer_;
   std::string local_;

@@ -15,6 +15,8 @@
 #include <string>
 #include <system_error>
 
+#include "net/security.h"
+
 namespace ember::net {
 
 class Transport {
@@ -28,10 +30,18 @@ class Transport {
   virtual void AsyncReadSome(std::span<uint8_t> buffer, IoHandler handler) = 0;
   // Writes all of `buffer`. REQUIRES: `buffer` outlives the call.
   virtual void AsyncWrite(std::span<const uint8_t> buffer, IoHandler handler) = 0;
+  // Writes at least one byte of `buffer` (handler gets how many), so the caller can see
+  // a slow write make progress (streaming_send_timeout). The default writes it all.
+  // REQUIRES: `buffer` outlives the call.
+  virtual void AsyncWriteSome(std::span<const uint8_t> buffer, IoHandler handler) {
+    AsyncWrite(buffer, std::move(handler));
+  }
   // Cancels outstanding operations (their handlers see an error) and closes. Idempotent.
   virtual void Close() = 0;
   // "host:port" of the other end, for logs.
   virtual const std::string& remote_address() const = 0;
+  // What the peer proved in a TLS handshake (net/tls.h); empty for plain transports.
+  virtual PeerIdentity peer_identity() const { return {}; }
 };
 
 }  // namespace ember::net

@@ -31,7 +31,8 @@ bool IsConnectionLevel(FrameType t) {
 }
 
 bool NeedsStream(FrameType t) {
-  return t == FrameType::kHead || t == FrameType::kData || t == FrameType::kAbort;
+  return t == FrameType::kHead || t == FrameType::kData || t == FrameType::kAbort ||
+         t == FrameType::kCredit;
 }
 
 Status CheckStreamAndLength(const FrameHeader& h) {
@@ -115,6 +116,21 @@ Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t> in) {
   }
   EMBER_RETURN_IF_ERROR(CheckStreamAndLength(h));
   return h;
+}
+
+std::string EncodeCredit(uint64_t bytes) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(bytes >> (8 * i));
+  return out;
+}
+
+Result<uint64_t> DecodeCredit(std::string_view payload) {
+  if (payload.size() != 8) {
+    return Status::InvalidArgument(fmt::format("CREDIT payload of {} bytes, expected 8", payload.size()));
+  }
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(payload[i]);
+  return v;
 }
 
 std::string EncodeFrame(FrameType type, uint16_t flags, uint32_t stream_id,

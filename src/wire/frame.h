@@ -35,6 +35,9 @@ inline constexpr size_t kFrameHeaderSize = 16;
 inline constexpr uint32_t kMaxHeaderBytes = 1u << 20;    // HEAD, HELLO, ABORT, GOAWAY
 inline constexpr uint32_t kMaxFramePayload = 16u << 20;  // DATA
 inline constexpr uint16_t kFlagEnd = 0x0001;
+// Flow-control window a receiver grants each incoming stream when its HELLO names none
+// (docs/wire-format.md §8; the streaming_window_size default).
+inline constexpr uint64_t kDefaultWindow = 16u << 20;
 
 enum class FrameType : uint8_t {
   kHello = 1,
@@ -72,6 +75,10 @@ Result<FrameHeader> DecodeFrameHeader(std::span<const uint8_t> in);
 // Header + payload as one byte string; for small frames (control, HEAD).
 std::string EncodeFrame(FrameType type, uint16_t flags, uint32_t stream_id,
                         std::string_view payload);
+
+// CREDIT payload: u64 LE, the extra body bytes the receiver allows on the stream (§8).
+std::string EncodeCredit(uint64_t bytes);
+Result<uint64_t> DecodeCredit(std::string_view payload);
 
 // A decoded frame with its payload.
 struct Frame {

@@ -71,6 +71,19 @@ TEST(FrameCodec, RejectsStreamIdsThatBreakTheRules) {
   EXPECT_FALSE(DecodeHeaderOf(Header(FrameType::kData, 0, 0, 2)).ok());
 }
 
+TEST(FrameCodec, RejectsCreditOnStreamZeroOrOfTheWrongLength) {
+  EXPECT_TRUE(DecodeHeaderOf(Header(FrameType::kCredit, 0, 7, 8)).ok());
+  EXPECT_NE(DecodeHeaderOf(Header(FrameType::kCredit, 0, 0, 8)).message().find("stream 0"), std::string::npos);
+  EXPECT_FALSE(DecodeHeaderOf(Header(FrameType::kCredit, 0, 7, 4)).ok());
+}
+
+TEST(FrameCodec, RoundTripsACreditPayload) {
+  std::string p = EncodeCredit(0x0102030405060708ull);
+  EXPECT_EQ(p, std::string("\x08\x07\x06\x05\x04\x03\x02\x01", 8));
+  EXPECT_EQ(*DecodeCredit(p), 0x0102030405060708ull);
+  EXPECT_FALSE(DecodeCredit("1234").ok());
+}
+
 TEST(FrameCodec, RejectsOversizedLengths) {
   EXPECT_TRUE(DecodeHeaderOf(Header(FrameType::kHead, 0, 1, kMaxHeaderBytes)).ok());
   EXPECT_FALSE(DecodeHeaderOf(Header(FrameType::kHead, 0, 1, kMaxHeaderBytes + 1)).ok());
@@ -153,6 +166,57 @@ TEST(FrameDecoder, ReportsAStreamTruncatedInsideAFrame) {
   Status st = in_payload.Finish();
   EXPECT_EQ(st.code(), StatusCode::kDataLoss);
   EXPECT_NE(st.message().find("HELLO"), std::string::npos) << st.ToString();
+}
+
+// Records what a Visitor sees: "F<type>:<payload>" for whole frames, "B<id>" / "P<bytes>"
+// / "E<id>" for a DATA frame's begin, pieces and end.
+class RecordingVisitor final : public FrameDecoder::Visitor {
+ public:
+  Status OnFrame(Frame frame) override {
+    log.push_back("F" + std::string(FrameTypeName(frame.header.type)) + ":" + frame.payload);
+    return Status::Ok();
+  }
+  Status OnDataBegin(const FrameHeader& h) override {
+    log.push_back("B" + std::to_string(h.stream_id));
+    return Status::Ok();
+  }
+  Status OnDataPiece(const FrameHeader&, std::span<const uint8_t> piece) override {
+    log.push_back("P" + std::string(reinterpret_cast<const char*>(piece.data()), piece.size()));
+    return Status::Ok();
+  }
+  Status OnDataEnd(const FrameHeader& h) override {
+    log.push_back("E" + std::to_string(h.stream_id));
+    return Status::Ok();
+  }
+  std::vector<std::string> log;
+};
+
+TEST(FrameDecoder, PassesDataOnInPiecesAsTheBytesArriveWithoutBufferingThem) {
+  std::string bytes = EncodeFrame(FrameType::kHead, 0, 3, "{}") + EncodeFrame(FrameType::kData, 0, 3, "abcdef") +
+                      EncodeFrame(FrameType::kData, kFlagEnd, 3, "") + EncodeFrame(FrameType::kPing, 0, 0, "");
+  FrameDecoder d;
+  RecordingVisitor v;
+  size_t cut = bytes.find("abc") + 2;  // split inside the first DATA payload
+  ASSERT_TRUE(d.Feed(Bytes(bytes.substr(0, cut)), v).ok());
+  EXPECT_EQ(d.buffered_bytes(), kFrameHeaderSize + 2);
+  EXPECT_FALSE(d.Finish().ok());
+  ASSERT_TRUE(d.Feed(Bytes(bytes.substr(cut)), v).ok());
+  EXPECT_TRUE(d.Finish().ok());
+  EXPECT_EQ(v.log, (std::vector<std::string>{"FHEAD:{}", "B3", "Pab", "Pcdef", "E3", "B3", "E3", "FPING:"}));
+}
+
+TEST(FrameDecoder, StopsAtTheFirstVisitorError) {
+  class Refuser final : public FrameDecoder::Visitor {
+   public:
+    Status OnFrame(Frame) override { return Status::Ok(); }
+    Status OnDataBegin(const FrameHeader&) override { return Status::InvalidArgument("no data here"); }
+    Status OnDataPiece(const FrameHeader&, std::span<const uint8_t>) override { return Status::Ok(); }
+    Status OnDataEnd(const FrameHeader&) override { return Status::Ok(); }
+  } refuser;
+  FrameDecoder d;
+  std::string bytes = EncodeFrame(FrameType::kData, 0, 3, "abc") + EncodeFrame(FrameType::kPing, 0, 0, "");
+  EXPECT_EQ(d.Feed(Bytes(bytes), refuser).message(), "no data here");
+  EXPECT_EQ(d.Feed(Bytes(bytes), refuser).message(), "no data here");
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <array>
 #include <utility>
 
@@ -72,7 +73,37 @@ std::string_view MessageKindName(MessageKind kind) {
   return "fire";
 }
 
+namespace {
+
+// Deepest [ / { nesting outside strings. Dumping or copying a parsed value recurses once
+// per level, so a deeply nested header from a peer must be refused before it is parsed.
+size_t NestingDepth(std::string_view text) {
+  size_t depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+    } else if ((c == '}' || c == ']') && depth > 0) {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+constexpr size_t kMaxJsonDepth = 64;
+
+}  // namespace
+
 Result<Json> ParseJsonObject(std::string_view payload, std::string_view what) {
+  if (NestingDepth(payload) > kMaxJsonDepth) {
+    return Status::InvalidArgument(fmt::format("{} payload nests deeper than {} levels", what, kMaxJsonDepth));
+  }
   Json j = Json::parse(payload, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return Status::InvalidArgument(fmt::format("{} payload is not valid JSON", what));
   if (!j.is_object()) return Status::InvalidArgument(fmt::format("{} payload is not a JSON object", what));
@@ -107,6 +138,8 @@ Result<uint64_t> ReadBodySize(const Json& head) {
 std::string EncodeHello(const Hello& hello) {
   Json j = {{"name", hello.name}, {"version", hello.version}};
   if (!hello.token.empty()) j["token"] = hello.token;
+  if (hello.window != 0) j["window"] = hello.window;
+  if (hello.answers_ping) j["answers_ping"] = true;
   return DumpJson(j);
 }
 
@@ -118,6 +151,11 @@ Result<Hello> DecodeHello(std::string_view payload) {
   uint64_t version = 0;
   EMBER_RETURN_IF_ERROR(ReadU64(j, "version", &version));
   if (version != 1) return Status::InvalidArgument(fmt::format("HELLO version {} is not 1", version));
+  EMBER_RETURN_IF_ERROR(ReadU64(j, "window", &hello.window));
+  if (auto it = j.find("answers_ping"); it != j.end() && !it->is_null()) {
+    if (!it->is_boolean()) return TypeError("answers_ping", "a boolean");
+    hello.answers_ping = it->get<bool>();
+  }
   if (!IsValidFqcn(hello.name)) {
     return Status::InvalidArgument(fmt::format("HELLO name '{}' is not a valid FQCN", hello.name));
   }

@@ -49,6 +49,12 @@ struct Hello {
   std::string name;
   int version = 1;
   std::string token;  // empty: not sent
+  // Initial flow-control credit the sender of this HELLO grants each stream it receives
+  // (§8); 0: not sent, which means kDefaultWindow.
+  uint64_t window = 0;
+  // The sender of this HELLO answers PING at any time, so its silence means it is gone
+  // (§8 liveness). A blocking peer (the Python link) leaves it false.
+  bool answers_ping = false;
 };
 std::string EncodeHello(const Hello& hello);
 Result<Hello> DecodeHello(std::string_view payload);

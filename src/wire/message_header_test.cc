@@ -1,3 +1,4 @@
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"  // partial designated initializers
 #include <gtest/gtest.h>
 
 #include "wire/body.h"
@@ -38,6 +39,17 @@ TEST(Hello, RoundTripsWithAndWithoutToken) {
   EXPECT_EQ(a->name, "site-1");
   EXPECT_EQ(a->token, "s3cret");
   EXPECT_EQ(EncodeHello({.name = "server", .version = 1, .token = ""}), R"({"name":"server","version":1})");
+}
+
+TEST(Hello, CarriesTheWindowAndThePingPromiseOnlyWhenSet) {
+  EXPECT_EQ(EncodeHello({.name = "a", .version = 1}), R"({"name":"a","version":1})");
+  std::string s = EncodeHello({.name = "a", .version = 1, .window = 1 << 20, .answers_ping = true});
+  Result<Hello> h = DecodeHello(s);
+  ASSERT_TRUE(h.ok()) << h.status().ToString();
+  EXPECT_EQ(h->window, 1u << 20);
+  EXPECT_TRUE(h->answers_ping);
+  EXPECT_FALSE(DecodeHello(R"({"name":"a","version":1,"window":-1})").ok());
+  EXPECT_FALSE(DecodeHello(R"({"name":"a","version":1,"answers_ping":1})").ok());
 }
 
 TEST(Hello, RejectsABadNameOrVersion) {

@@ -353,3 +353,125 @@ def test_fire_is_safe_while_another_thread_waits_for_a_reply():
     parent.join()
     assert out["r"][0]["h"] == {"done": True}
     assert parent.logs == [{"level": "info", "msg": "hello"}]
+
+
+# --- flow control (§8) -------------------------------------------------------------------
+
+class _RawParent:
+    """A parent on a plain socket whose HELLO grants `window` bytes per stream; `serve`
+    runs on a thread with the accepted socket once HELLO is exchanged."""
+
+    def __init__(self, window, serve):
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self.error = None
+        self._thread = threading.Thread(target=self._run, args=(window, serve), daemon=True)
+        self._thread.start()
+
+    def _run(self, window, serve):
+        try:
+            self._server.settimeout(10)
+            conn, _ = self._server.accept()
+            with conn:
+                conn.settimeout(10)
+                fh, _ = read_frame(conn)
+                assert fh.type == FrameType.HELLO
+                conn.sendall(encode_frame(FrameType.HELLO, 0, encode_json(
+                    {"name": "site-1", "version": 1, "window": window})))
+                serve(conn)
+        except BaseException as e:  # surfaced by join()
+            self.error = e
+        finally:
+            self._server.close()
+
+    def join(self):
+        self._thread.join(10)
+        assert not self._thread.is_alive(), "raw parent did not finish"
+        if self.error:
+            raise self.error
+
+
+def _reply_frames(head, h, body_size=0):
+    reply = {"kind": "reply", "topic": head["topic"], "req_id": head["req_id"], "status": "ok",
+             "body_size": body_size, "h": h}
+    return encode_frame(FrameType.HEAD, 900, encode_json(reply), 0 if body_size else FLAG_END)
+
+
+def test_link_sends_a_body_within_the_peer_window_and_waits_for_credit():
+    window, size = 64 << 10, 200 << 10
+    seen = {}
+
+    def serve(conn):
+        fh, payload = read_frame(conn)
+        assert fh.type == FrameType.HEAD
+        head, sid, got = json.loads(payload), fh.stream_id, 0
+        while got < window:
+            fh, data = read_frame(conn)
+            assert fh.type == FrameType.DATA and fh.stream_id == sid
+            got += len(data)
+        seen["first_burst"] = got
+        conn.settimeout(0.3)  # nothing more may come without credit...
+        with pytest.raises(socket.timeout):
+            read_frame(conn)
+        conn.settimeout(10)
+        conn.sendall(encode_frame(FrameType.PING))  # ...but PING is answered meanwhile
+        fh, _ = read_frame(conn)
+        seen["pong"] = fh.type
+        conn.sendall(encode_frame(FrameType.CREDIT, sid, struct.pack("<Q", size - window)))
+        while got < size:
+            fh, data = read_frame(conn)
+            assert fh.type == FrameType.DATA
+            got += len(data)
+        seen["end"] = fh.end
+        conn.sendall(_reply_frames(head, {"got": got}))
+
+    parent = _RawParent(window, serve)
+    with Link.connect("127.0.0.1", parent.port, "site-1.job-1", timeout=5) as link:
+        assert link.peer_window == window
+        head, _ = link.request("site-1", "x.put", {}, [os.urandom(size)], timeout=10)
+    parent.join()
+    assert seen == {"first_burst": window, "pong": FrameType.PONG, "end": True}
+    assert head["h"] == {"got": size}
+
+
+def test_link_grants_a_large_incoming_body_all_at_once():
+    size = _wire.DEFAULT_WINDOW + 12345
+
+    def serve(conn):
+        fh, payload = read_frame(conn)
+        head = json.loads(payload)
+        conn.sendall(_reply_frames(head, {}, size))
+        fh, payload = read_frame(conn)  # before any DATA: the link grants the rest
+        assert fh.type == FrameType.CREDIT and fh.stream_id == 900
+        assert struct.unpack("<Q", payload)[0] == 12345
+        for off in range(0, size, 1 << 20):
+            n = min(1 << 20, size - off)
+            conn.sendall(encode_frame(FrameType.DATA, 900, bytes(n), FLAG_END if off + n == size else 0))
+
+    parent = _RawParent(1 << 20, serve)
+    with Link.connect("127.0.0.1", parent.port, "site-1.job-1", timeout=5) as link:
+        _, body = link.request("site-1", "x.get", {}, timeout=10)
+    parent.join()
+    assert len(body) == size
+
+
+def test_link_aborts_a_stream_that_gets_no_credit(monkeypatch):
+    monkeypatch.setattr(_wire, "ACK_PROGRESS_TIMEOUT", 0.3)
+    seen = {}
+
+    def serve(conn):
+        while True:
+            fh, payload = read_frame(conn)
+            if fh is None:
+                return
+            if fh.type == FrameType.ABORT:
+                seen["abort"] = (fh.stream_id, json.loads(payload))
+                return
+
+    parent = _RawParent(1024, serve)
+    with Link.connect("127.0.0.1", parent.port, "site-1.job-1", timeout=5) as link:
+        with pytest.raises(LinkTimeout, match="stream 1 to 'site-1': no flow-control credit"):
+            link.request("site-1", "x.put", {}, [bytes(5000)], timeout=10)
+        assert not link.pending and not link.closed
+    parent.join()
+    assert seen["abort"][0] == 1 and seen["abort"][1]["code"] == "timeout"

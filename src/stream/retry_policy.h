@@ -1,0 +1,24 @@
+// RetryPolicy: how a timed-out (or disconnected) chunk request is retried. The delay
+// before retry n (1-based) is base_backoff * 2^(n-1), capped at max_backoff: with the
+// defaults 1 s, 2 s, 4 s. FLARE 2.7.2 uses the same shape (2, 4, 8 s, cap 60 s).
+//
+//   RetryPolicy p{.max_retries = 3, .base_backoff = 50ms};
+//   if (status.IsRetryable() && retries < p.max_retries) Sleep(p.Backoff(++retries));
+//
+// Thread-safety: a value type.
+#pragma once
+
+#include <chrono>
+
+namespace ember::stream {
+
+struct RetryPolicy {
+  int max_retries = 3;                          // retries of one chunk after its first attempt
+  std::chrono::milliseconds base_backoff{1000};  // delay before the first retry
+  std::chrono::milliseconds max_backoff{60000};  // cap on any one delay
+
+  // Delay before retry number `retry` (1-based). REQUIRES: retry >= 1.
+  std::chrono::milliseconds Backoff(int retry) const;
+};
+
+}  // namespace ember::stream
