@@ -102,6 +102,16 @@ TEST(TimerQueue, CancelledTaskNeverRunsAndIsReleased) {
   EXPECT_EQ(q.pending(), 0u);
 }
 
+TEST(TimerQueue, CancellingTheTaskItWaitsForIsSafe) {
+  TimerQueue q;
+  TimerQueue::TaskId first = q.After(200ms, [] {});
+  std::this_thread::sleep_for(20ms);  // the queue's thread now waits for `first`
+  ASSERT_TRUE(q.Cancel(first));
+  std::promise<void> ran;
+  q.After(10ms, [&] { ran.set_value(); });
+  EXPECT_EQ(ran.get_future().wait_for(5s), std::future_status::ready);
+}
+
 TEST(ObjectRef, RoundTripsThroughJson) {
   ObjectRef r{.owner = "server", .ref_id = NewRefId(), .size = 123};
   Result<ObjectRef> back = ObjectRef::FromJson(r.ToJson());
