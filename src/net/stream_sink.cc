@@ -47,6 +47,7 @@ class BufferingSink final : public StreamSink {
     if (chunk.size() > size_ - filled_) {
       return Status::OutOfRange(fmt::format("body overflows its {} bytes", size_));
     }
+    if (chunk.empty()) return Status::Ok();  // an empty body has no buffer at all
     std::memcpy(data_->data() + filled_, chunk.data(), chunk.size());
     filled_ += chunk.size();
     return Status::Ok();
