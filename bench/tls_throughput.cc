@@ -2,8 +2,8 @@
 #include "tls_throughput.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -26,6 +26,7 @@ using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kPatternBytes = 1 << 20;
+constexpr size_t kTransfers = 3;
 
 // `size` bytes of a repeating pseudo-random 1 MiB pattern, made on demand.
 class PatternBody final : public wire::BodySource {
@@ -98,12 +99,12 @@ Status MakeCerts(TempCerts& certs) {
   return Status::Internal(script + " " + proc->DescribeExit() + ": " + err);
 }
 
-// The receiving end: one acceptor connection whose sink counts the body and drops it.
+// The receiving end: one acceptor connection whose sink counts each body and drops it.
 struct Receiver {
-  std::promise<Clock::time_point> arrived;
-  std::atomic<bool> arrived_once{false};
   std::mutex mu;
-  net::Connection::Ptr conn;  // guarded by mu
+  std::condition_variable cv;
+  net::Connection::Ptr conn;                // guarded by mu
+  std::vector<Clock::time_point> arrivals;  // guarded by mu: when each message completed
 
   void Accept(const std::shared_ptr<Receiver>& self, std::unique_ptr<net::Transport> t) {
     net::ConnectionOptions o{.local_name = "server"};
@@ -113,12 +114,22 @@ struct Receiver {
     std::weak_ptr<Receiver> weak = self;
     auto c = net::Connection::Create(std::move(t), net::ConnectionRole::kAcceptor, std::move(o),
                                      {.on_message = [weak](const net::Connection::Ptr&, net::IncomingMessage) {
-                                       auto r = weak.lock();
-                                       if (r && !r->arrived_once.exchange(true)) r->arrived.set_value(Clock::now());
+                                       if (auto r = weak.lock()) r->Arrived();
                                      }});
     c->Start();
     std::lock_guard lock(mu);
     conn = std::move(c);
+  }
+  void Arrived() {
+    std::lock_guard lock(mu);
+    arrivals.push_back(Clock::now());
+    cv.notify_all();
+  }
+  // When message number `n` (0-based) completed, or nullopt after `timeout`.
+  std::optional<Clock::time_point> WaitArrival(size_t n, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu);
+    if (!cv.wait_for(lock, timeout, [&] { return arrivals.size() > n; })) return std::nullopt;
+    return arrivals[n];
   }
   void Close() {
     std::lock_guard lock(mu);
@@ -175,17 +186,22 @@ Result<double> Measure(uint64_t bytes) {
   auto ready_future = ready->get_future();
   if (!WaitFor(ready_future, 10s)) return Status::DeadlineExceeded("no HELLO over TLS");
 
-  auto received_future = receiver->arrived.get_future();
-  Clock::time_point start = Clock::now();
-  EMBER_RETURN_IF_ERROR(sender->Send(wire::Json{{"topic", "bench"}}, std::make_shared<PatternBody>(bytes)));
-  // Generous: 10 MB/s is far below any healthy loopback figure.
+  // Best of a few transfers, one after the other on the same connection, as the raw and
+  // clear figures are best-of too. Generous deadline: 10 MB/s is far below any healthy
+  // loopback figure.
   auto deadline = std::chrono::milliseconds(30000 + bytes / 10'000);
-  auto end = WaitFor(received_future, deadline);
+  auto body = std::make_shared<PatternBody>(bytes);
+  double best = 0;
+  for (size_t i = 0; i < kTransfers; ++i) {
+    Clock::time_point start = Clock::now();
+    EMBER_RETURN_IF_ERROR(sender->Send(wire::Json{{"topic", "bench"}}, body));
+    std::optional<Clock::time_point> end = receiver->WaitArrival(i, deadline);
+    if (!end) return Status::DeadlineExceeded("the body did not arrive in time");
+    best = std::max(best, static_cast<double>(bytes) / 1e6 / std::chrono::duration<double>(*end - start).count());
+  }
   sender->Close(Status::Aborted("benchmark done"));
   receiver->Close();
-  if (!end) return Status::DeadlineExceeded("the body did not arrive in time");
-  double seconds = std::chrono::duration<double>(*end - start).count();
-  return static_cast<double>(bytes) / 1e6 / seconds;
+  return best;
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // TLS throughput for bench/transport_bench: moves `bytes` over one mutual-TLS Ember
 // connection on loopback (certificates made by scripts/gen_certs.sh in a temporary
-// directory) and returns MB/s (MB = 10^6 bytes), or nullopt with the reason on stderr.
+// directory), three times, and returns the best MB/s (MB = 10^6 bytes; as the raw and
+// clear figures, which are best-of too), or nullopt with the reason on stderr.
 //
 //   std::optional<double> tls = MeasureTlsMBps(1ull << 30);
 //

@@ -197,7 +197,8 @@ struct Ciphertext {
 int CiphertextWrite(BIO* bio, const char* data, size_t size, size_t* written) {
   auto* c = static_cast<Ciphertext*>(BIO_get_data(bio));
   BIO_clear_retry_flags(bio);
-  c->out.insert(c->out.end(), data, data + size);
+  auto* bytes = reinterpret_cast<const uint8_t*>(data);  // same element type: insert is a memcpy
+  c->out.insert(c->out.end(), bytes, bytes + size);
   *written = size;
   return 1;
 }
