@@ -47,7 +47,6 @@ class ResultFolder {
   // Takes back everything folded so far. Idempotent; Finish after Cancel is an error.
   // DataLoss if the journal could not be written or read: the round's sum is then unusable.
   Status Cancel();
-  uint64_t bytes_folded() const { return parser_.bytes_received(); }
 
  private:
   // One pass over body bytes (the live stream, or the journal on rollback).

@@ -56,7 +56,6 @@ class RoundAccumulator {
   // Writes the next global model to `path`: FULL → weighted mean; DIFF → base + weighted
   // mean; tensors excluded or absent from every result keep their base value.
   Result<GlobalModel> Finish(const std::string& path) const;
-  uint64_t memory_bytes() const { return sum_.memory_bytes(); }
 
  private:
   Status WriteTensor(const tensor::TensorInfo& info, size_t index, class FileWriter& out) const;

@@ -99,13 +99,6 @@ std::set<std::string> TaskBoard::sites_pending() const {
   return out;
 }
 
-size_t TaskBoard::fetched() const {
-  std::lock_guard lock(mu_);
-  size_t n = 0;
-  for (const auto& [site, t] : tasks_) n += t.fetched ? 1 : 0;
-  return n;
-}
-
 size_t TaskBoard::ended() const {
   std::lock_guard lock(mu_);
   return told_end_.size();

@@ -48,8 +48,6 @@ class TaskBoard {
   // Answers parked requests older than park_limit with "wait". Returns sites still owing results.
   void ExpireParked();
   std::set<std::string> sites_pending() const;
-  // Sites that fetched their task in the current round.
-  size_t fetched() const;
   // Sites that have been told "end" since End().
   size_t ended() const;
 
