@@ -1,6 +1,8 @@
 // ember::Client for C++ training programs (include/ember/client.h): a leaf cell named
 // $EMBER_CELL_NAME ("<site>.<job_id>") connected to the site's cell at $EMBER_LINK. It
-// pulls tasks with link.get_task and returns results with link.submit
+// pulls tasks with link.get_task, fetches each task's model from the server with
+// fl.get_model, sends the result to the server with fl.submit_result (both relayed by the
+// site's cell as they stream) and then tells the site with link.submit
 // (docs/wire-format.md §6-7). Model bodies are safetensors images, parsed and encoded by
 // the tensor layer.
 //
@@ -27,7 +29,9 @@ using namespace std::chrono_literals;
 
 // A task is parked at the site until the server hands one out; rounds can be long.
 constexpr auto kGetTaskTimeout = std::chrono::milliseconds(24h);
-constexpr auto kSubmitTimeout = std::chrono::milliseconds(1h);
+constexpr auto kTransferTimeout = std::chrono::milliseconds(1h);
+constexpr auto kLinkTimeout = std::chrono::milliseconds(60s);
+const char* const kServer = "server";
 
 struct LinkEnv {
   std::string link, token, site, job_id, cell_name;
@@ -75,8 +79,14 @@ Result<std::string> ReadBody(const cell::BodySource& body) {
 Result<std::map<std::string, Tensor>> DecodeParams(const std::shared_ptr<cell::BodySource>& body) {
   std::map<std::string, Tensor> params;
   if (!body || body->size() == 0) return params;
-  EMBER_ASSIGN_OR_RETURN(std::string bytes, ReadBody(*body));
-  std::span<const uint8_t> whole(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  std::string bytes;  // only when the body is not one contiguous range
+  std::span<const uint8_t> whole;
+  if (const uint8_t* p = body->contiguous()) {
+    whole = std::span<const uint8_t>(p, body->size());
+  } else {
+    EMBER_ASSIGN_OR_RETURN(bytes, ReadBody(*body));
+    whole = std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  }
   auto view = tensor::SafetensorsView::Parse(whole);
   if (!view.ok()) return view.status().WithContext("global model");
   for (const tensor::TensorInfo& info : view->tensors()) {
@@ -138,7 +148,10 @@ class ScriptClient final : public Client {
     }
     if (task_name.empty()) return Status::InvalidArgument("link.get_task reply has no task_name: " + h.dump());
     FLModel model;
-    EMBER_ASSIGN_OR_RETURN(model.params, DecodeParams(reply->body));
+    if (h.value("model_size", uint64_t{0}) > 0) {
+      EMBER_ASSIGN_OR_RETURN(auto body, FetchModel(h.value("task_id", "")));
+      EMBER_ASSIGN_OR_RETURN(model.params, DecodeParams(body));
+    }
     model.params_type = h.value("params_type", "FULL");
     model.current_round = h.value("current_round", 0);
     model.total_rounds = h.value("total_rounds", 0);
@@ -162,9 +175,13 @@ class ScriptClient final : public Client {
                     {"params_type", model.params_type},
                     {"metrics", model.metrics.is_null() ? cell::Json::object() : model.metrics},
                     {"meta", model.meta.is_null() ? cell::Json::object() : model.meta}};
-    auto reply = cell_->Request(env_.site, cell::Message::Make("link.submit", std::move(h),
-                                                               cell::BytesBody(std::move(image))),
-                                kSubmitTimeout);
+    cell::Json result = h;
+    result["site"] = env_.site;
+    auto accepted = cell_->Request(kServer, cell::Message::Make("fl.submit_result", std::move(result),
+                                                                cell::BytesBody(std::move(image))),
+                                   kTransferTimeout);
+    if (!accepted.ok()) return accepted.status().WithContext("fl.submit_result of task " + task_->id);
+    auto reply = cell_->Request(env_.site, cell::Message::Make("link.submit", std::move(h)), kLinkTimeout);
     if (!reply.ok()) return reply.status().WithContext("link.submit to " + env_.site);
     task_.reset();
     return Status::Ok();
@@ -175,6 +192,13 @@ class ScriptClient final : public Client {
   const std::string& job_id() const override { return env_.job_id; }
 
  private:
+  Result<std::shared_ptr<cell::BodySource>> FetchModel(const std::string& task_id) {
+    auto request = cell::Message::Make("fl.get_model", {{"site", env_.site}, {"task_id", task_id}});
+    auto reply = cell_->Request(kServer, std::move(request), kTransferTimeout);
+    if (!reply.ok()) return reply.status().WithContext("fl.get_model of task " + task_id);
+    return reply->body;
+  }
+
   struct Task {
     std::string name;
     std::string id;

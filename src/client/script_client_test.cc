@@ -1,9 +1,10 @@
-// ember::Client against a fake site cell that serves link.get_task / link.submit.
+// ember::Client against fake server and site cells serving the topics a script uses.
 #include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <vector>
 
@@ -28,44 +29,78 @@ std::string ModelImage(const std::vector<float>& w, std::vector<int64_t> shape) 
   return image;
 }
 
+// A server cell serving fl.get_model / fl.submit_result and, under it, a site cell serving
+// link.get_task / link.submit: the topology a training script sees.
 class FakeSite {
  public:
   FakeSite() {
+    cell::CellOptions so;
+    so.name = "server";
+    so.listen = "127.0.0.1:0";
+    server_ = cell::Cell::Start(std::move(so)).value();
+    server_->Handle("fl.get_model", [this](cell::Message m, cell::Responder r) {
+      std::lock_guard lock(mu_);
+      auto it = models_.find(m.h().value("task_id", ""));
+      if (it == models_.end() || m.h().value("site", "") != "site-1") {
+        return r.Error(StatusCode::kNotFound, "no such task");
+      }
+      r.Reply({}, cell::BytesBody(it->second));
+    });
+    server_->Handle("fl.submit_result", [this](cell::Message m, cell::Responder r) {
+      std::lock_guard lock(mu_);
+      submitted_.push_back(std::move(m));
+      r.Reply();
+    });
     cell::CellOptions o;
     o.name = "site-1";
+    o.parent = server_->listen_address();
     o.listen = "127.0.0.1:0";
     o.token = "secret";
     site_ = cell::Cell::Start(std::move(o)).value();
     site_->Handle("link.get_task", [this](cell::Message, cell::Responder r) {
       std::lock_guard lock(mu_);
       if (tasks_.empty()) return r.Reply({{"task_name", "end"}});
-      auto [h, body] = tasks_.front();
+      Json h = tasks_.front();
       tasks_.pop_front();
-      r.Reply(h, cell::BytesBody(body));
+      r.Reply(h);
     });
     site_->Handle("link.submit", [this](cell::Message m, cell::Responder r) {
       std::lock_guard lock(mu_);
-      submitted_.push_back(std::move(m));
+      reported_.push_back(std::move(m));
       r.Reply();
     });
   }
-  ~FakeSite() { site_->Stop(); }
-
-  void AddTask(Json h, std::string body) {
-    std::lock_guard lock(mu_);
-    tasks_.emplace_back(std::move(h), std::move(body));
+  ~FakeSite() {
+    site_->Stop();
+    server_->Stop();
   }
+
+  void AddTask(Json h, std::string model) {
+    std::lock_guard lock(mu_);
+    h["model_size"] = model.size();
+    models_[h.value("task_id", "")] = std::move(model);
+    tasks_.push_back(std::move(h));
+  }
+  // Results as the server received them.
   std::vector<cell::Message> submitted() {
     std::lock_guard lock(mu_);
     return submitted_;
   }
+  // link.submit reports as the site received them.
+  std::vector<cell::Message> reported() {
+    std::lock_guard lock(mu_);
+    return reported_;
+  }
   std::string address() const { return site_->listen_address(); }
 
  private:
+  std::shared_ptr<cell::Cell> server_;
   std::shared_ptr<cell::Cell> site_;
   std::mutex mu_;
-  std::deque<std::pair<Json, std::string>> tasks_;
+  std::deque<Json> tasks_;
+  std::map<std::string, std::string> models_;
   std::vector<cell::Message> submitted_;
+  std::vector<cell::Message> reported_;
 };
 
 void SetLinkEnv(const std::string& link, const std::string& token) {
@@ -135,7 +170,12 @@ TEST(ClientTest, ReceiveTrainSendUntilEnd) {
 
   auto results = site.submitted();
   ASSERT_EQ(results.size(), 2u);
+  ASSERT_EQ(site.reported().size(), 2u);
+  EXPECT_EQ(site.reported()[1].h().value("task_id", ""), "r1-site-1");
+  EXPECT_FALSE(site.reported()[1].body && site.reported()[1].body->size() > 0);
   const Json& h = results[1].h();
+  EXPECT_EQ(h.value("site", ""), "site-1");
+  EXPECT_EQ(results[1].src(), "site-1.job42");
   EXPECT_EQ(h.value("task_name", ""), "train");
   EXPECT_EQ(h.value("task_id", ""), "r1-site-1");
   EXPECT_EQ(h.value("current_round", -1), 1);
@@ -168,6 +208,7 @@ TEST(ClientTest, SendRejectsMismatchedTensor) {
   Status s = client->Send({.params = {{"w", bad}}});
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << s.ToString();
   EXPECT_TRUE(site.submitted().empty());
+  EXPECT_TRUE(site.reported().empty());
 }
 
 }  // namespace

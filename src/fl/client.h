@@ -1,6 +1,7 @@
 // ClientRuntime: one FL site. It owns the site's cell (connected to the server, listening
 // on loopback for its training script), registers, then loops: fetch a task, run it
-// through the executor, submit the result. A failure is reported to the server
+// through the executor (the script pulls the model from the server and submits its
+// result there, both relayed through this cell as they stream). A failure is reported to the server
 // (fl.failure) naming site, job, round and cause, then ends the loop.
 //
 //   EMBER_ASSIGN_OR_RETURN(auto site, ClientRuntime::Start(options));

@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "base/memory.h"
+#include "base/progress.h"
 #include "fl/round_accumulator.h"
 
 namespace ember::fl {
@@ -24,6 +25,13 @@ std::string FormatMetrics(const json& metrics) {
   return out;
 }
 
+// " (excluded: site-3: disconnected ...; site-4: ...)", or "" when nobody was.
+std::string FormatExcluded(const std::map<std::string, std::string>& excluded) {
+  std::string out;
+  for (const auto& [site, why] : excluded) out += (out.empty() ? " (excluded: " : "; ") + site + ": " + why;
+  return out.empty() ? out : out + ")";
+}
+
 double MiB(uint64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
 // What the round's results add up to, filled by the consumers on worker threads.
@@ -39,11 +47,15 @@ class ResultConsumer final : public cell::BodyConsumer {
  public:
   ResultConsumer(std::unique_ptr<ResultFolder> folder, std::shared_ptr<RoundAccumulator> acc,
                  std::shared_ptr<SharedSummary> summary, std::string site, double weight, json metrics,
-                 double num_steps, uint64_t bytes)
+                 double num_steps, uint64_t bytes, std::shared_ptr<spdlog::logger> log, std::string what)
       : acc_(std::move(acc)), folder_(std::move(folder)), summary_(std::move(summary)), site_(std::move(site)),
-        weight_(weight), metrics_(std::move(metrics)), num_steps_(num_steps), bytes_(bytes) {}
+        weight_(weight), metrics_(std::move(metrics)), num_steps_(num_steps), bytes_(bytes), progress_(bytes),
+        log_(std::move(log)), what_(std::move(what)) {}
 
-  Status Write(std::span<const uint8_t> chunk) override { return folder_->Write(chunk); }
+  Status Write(std::span<const uint8_t> chunk) override {
+    if (auto line = progress_.Add(chunk.size())) log_->info("{}: {}", what_, *line);
+    return folder_->Write(chunk);
+  }
   Status Finish() override {
     EMBER_RETURN_IF_ERROR(acc_->Commit(*folder_, weight_, metrics_));
     std::lock_guard lock(summary_->mu);
@@ -63,6 +75,9 @@ class ResultConsumer final : public cell::BodyConsumer {
   json metrics_;
   double num_steps_;
   uint64_t bytes_;
+  base::TransferProgress progress_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::string what_;
 };
 
 }  // namespace
@@ -83,8 +98,7 @@ Status FedAvg::Run(ServerComm& comm) {
     }
     EMBER_ASSIGN_OR_RETURN(global_, GlobalModel::Open(config_.initial_model));
     log_->info("job {}: waiting for {} site(s)", job_id_, config_.min_clients);
-    EMBER_ASSIGN_OR_RETURN(auto sites, comm.WaitForSites(config_.min_clients));
-    return RunRounds(comm, sites);
+    return RunRounds(comm);
   }();
   json fields = {{"job_id", job_id_},
                  {"rounds_completed", rounds_completed_},
@@ -101,14 +115,17 @@ Status FedAvg::Run(ServerComm& comm) {
   return s;
 }
 
-Status FedAvg::RunRounds(ServerComm& comm, const std::vector<std::string>& sites) {
+// Each round goes to the sites connected when it starts (a site excluded from a round
+// for a disconnect takes part again once it is back).
+Status FedAvg::RunRounds(ServerComm& comm) {
   for (int round = 0; round < config_.num_rounds; ++round) {
+    EMBER_ASSIGN_OR_RETURN(auto sites, comm.WaitForSites(config_.min_clients));
     EMBER_ASSIGN_OR_RETURN(RoundSummary summary, RunOneRound(comm, round, sites));
     rounds_completed_ = round + 1;
     EMBER_RETURN_IF_ERROR(outputs_.AppendRound(summary));
-    log_->info("round {} ({}/{}): {}/{} sites reported, {:.1f} MiB out, {:.1f} MiB in, {:.2f} s{}", round,
-               round + 1, config_.num_rounds, summary.sites.size(), sites.size(), MiB(summary.bytes_out),
-               MiB(summary.bytes_in), summary.seconds, FormatMetrics(summary.metrics));
+    log_->info("round {} ({}/{}): {}/{} sites reported{}, {:.1f} MiB out, {:.1f} MiB in, {:.2f} s{}", round,
+               round + 1, config_.num_rounds, summary.sites.size(), sites.size(), FormatExcluded(summary.excluded),
+               MiB(summary.bytes_out), MiB(summary.bytes_in), summary.seconds, FormatMetrics(summary.metrics));
     if (config_.server_memory_gc_rounds > 0 && (round + 1) % config_.server_memory_gc_rounds == 0) {
       base::TrimResult t = base::TrimMemory();
       log_->info("memory trim: RSS {:.1f} -> {:.1f} MiB", MiB(t.rss_before_bytes), MiB(t.rss_after_bytes));
@@ -132,7 +149,7 @@ Result<RoundSummary> FedAvg::RunOneRound(ServerComm& comm, int round, const std:
   auto acc = std::make_shared<RoundAccumulator>(
       global_, AccumulatorOptions{config_.exclude_vars, AccumulateAs(), workspace_});
   auto shared_summary = std::make_shared<SharedSummary>();
-  auto on_result = [this, acc, shared_summary](const std::string& site, const json& h,
+  auto on_result = [this, acc, shared_summary, round](const std::string& site, const json& h,
                                                uint64_t body_size) -> Result<std::unique_ptr<cell::BodyConsumer>> {
     EMBER_ASSIGN_OR_RETURN(ParamsType type, ParseParamsType(h.value("params_type", "FULL")));
     const json meta = h.value("meta", json::object());
@@ -140,14 +157,20 @@ Result<RoundSummary> FedAvg::RunOneRound(ServerComm& comm, int round, const std:
     EMBER_ASSIGN_OR_RETURN(auto folder, acc->Begin(site, body_size, weight, type));
     return std::unique_ptr<cell::BodyConsumer>(new ResultConsumer(
         std::move(folder), acc, shared_summary, site, weight, h.value("metrics", json::object()),
-        meta.value("NUM_STEPS_CURRENT_ROUND", 1.0), body_size));
+        meta.value("NUM_STEPS_CURRENT_ROUND", 1.0), body_size, log_,
+        site + " job " + job_id_ + " round " + std::to_string(round) + ": receiving result"));
   };
-  EMBER_RETURN_IF_ERROR(comm.RunRound(round, sites, task, global_.body(), on_result));
+  EMBER_ASSIGN_OR_RETURN(summary.excluded, comm.RunRound(round, sites, task, global_.body(), on_result));
   {
     std::lock_guard lock(shared_summary->mu);
     summary.sites = shared_summary->sites;
     summary.num_steps = shared_summary->num_steps;
     summary.bytes_in = shared_summary->bytes_in;
+  }
+  if (static_cast<int>(summary.sites.size()) < config_.min_clients) {
+    return Status::Unavailable("job " + job_id_ + " round " + std::to_string(round) + ": only " +
+                               std::to_string(summary.sites.size()) + " result(s), min_clients is " +
+                               std::to_string(config_.min_clients) + FormatExcluded(summary.excluded));
   }
   summary.bytes_out = global_.size() * sites.size();
   summary.metrics = acc->AggregatedMetrics();

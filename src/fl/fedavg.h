@@ -32,7 +32,7 @@ class FedAvg {
   Status Run(ServerComm& comm);
 
  private:
-  Status RunRounds(ServerComm& comm, const std::vector<std::string>& sites);
+  Status RunRounds(ServerComm& comm);
   Result<RoundSummary> RunOneRound(ServerComm& comm, int round, const std::vector<std::string>& sites);
   // Updates the best model from the metrics that evaluate the model sent this round.
   Status TrackBest(int round, const nlohmann::json& metrics);

@@ -9,6 +9,7 @@ Status JobOutputs::AppendRound(const RoundSummary& s) const {
   nlohmann::json line = {{"round", s.round},       {"sites", s.sites},         {"metrics", s.metrics},
                          {"num_steps", s.num_steps}, {"bytes_in", s.bytes_in}, {"bytes_out", s.bytes_out},
                          {"seconds", s.seconds}};
+  if (!s.excluded.empty()) line["excluded"] = s.excluded;
   std::ofstream out(dir_ + "/metrics.jsonl", std::ios::app);
   out << line.dump() << "\n";
   if (!out) return Status::Internal("cannot append to " + dir_ + "/metrics.jsonl");

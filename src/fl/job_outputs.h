@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -19,7 +20,8 @@ namespace ember::fl {
 
 struct RoundSummary {
   int round = 0;
-  std::vector<std::string> sites;
+  std::vector<std::string> sites;                 // whose results were folded in
+  std::map<std::string, std::string> excluded;    // left out of the round: site -> why
   nlohmann::json metrics = nlohmann::json::object();
   double num_steps = 0;
   uint64_t bytes_in = 0;

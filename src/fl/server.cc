@@ -3,6 +3,8 @@
 #include <optional>
 
 #include "fl/fedavg.h"
+#include "fl/progress_body.h"
+#include "wire/message_header.h"
 
 namespace ember::fl {
 
@@ -12,6 +14,11 @@ namespace {
 constexpr auto kPollInterval = 100ms;
 constexpr auto kParkLimit = 5s;
 constexpr auto kEndDrain = 5s;
+
+// A site speaks for itself, and so do the cells under it (its training script).
+bool IsFromSite(const std::string& src, const std::string& site) {
+  return !site.empty() && wire::IsSameOrUnder(src, site);
+}
 
 std::optional<std::string> FirstIn(const std::set<std::string>& a, const std::set<std::string>& b) {
   for (const auto& x : a) {
@@ -54,6 +61,7 @@ void ServerRuntime::RegisterHandlers() {
   cell_->Handle("fl.get_task", [this](cell::Message m, cell::Responder r) {
     board_.OnGetTask(m.h().value("site", r.peer()), std::move(r));
   });
+  cell_->Handle("fl.get_model", [this](cell::Message m, cell::Responder r) { OnGetModel(m, r); });
   cell_->HandleStream(
       "fl.submit_result", [this](const cell::Message& head) { return OnSubmitHead(head); },
       [this](cell::Message m, cell::Responder r) { OnSubmitDone(std::move(m), r); });
@@ -72,27 +80,48 @@ void ServerRuntime::OnRegister(cell::Message m, cell::Responder r) {
   r.Reply({{"job_id", options_.job_id}, {"job_name", options_.job.name}});
 }
 
+// The model of a task, asked for by the site's training script (through the site's cell,
+// which relays it as it streams).
+void ServerRuntime::OnGetModel(const cell::Message& m, cell::Responder r) {
+  const std::string site = m.h().value("site", "");
+  if (!IsFromSite(m.src(), site)) {
+    return r.Error(StatusCode::kInvalidArgument, m.src() + " may not fetch the model of site '" + site + "'");
+  }
+  const std::string task_id = m.h().value("task_id", "");
+  auto model = board_.Model(site, task_id);
+  if (!model.ok()) return r.Error(model.status().code(), model.status().message());
+  r.Reply({}, WithProgress(*model, log_, site + " job " + options_.job_id + " task " + task_id + ": sending model"));
+}
+
 namespace {
 
-// Fails the job if a site's result cannot be folded in (bad tensors, a broken stream).
+// Fails the job if a site's result cannot be folded in (bad tensors); a result whose
+// stream breaks off (the site disconnected, the sender aborted) is rolled back by the
+// inner consumer's Cancel and its site excluded from the round instead.
 class GuardedConsumer final : public cell::BodyConsumer {
  public:
-  GuardedConsumer(std::unique_ptr<cell::BodyConsumer> inner, std::function<void(const Status&)> fail)
-      : inner_(std::move(inner)), fail_(std::move(fail)) {}
+  GuardedConsumer(std::unique_ptr<cell::BodyConsumer> inner, std::function<void(const Status&)> fail,
+                  std::function<void(const Status&)> broke)
+      : inner_(std::move(inner)), fail_(std::move(fail)), broke_(std::move(broke)) {}
   Status Write(std::span<const uint8_t> chunk) override { return Check(inner_->Write(chunk)); }
   Status Finish() override { return Check(inner_->Finish()); }
   void Cancel(const Status& why) override {
     inner_->Cancel(why);
-    fail_(why);
+    if (!failed_) broke_(why);
   }
 
  private:
   Status Check(Status s) {
-    if (!s.ok()) fail_(s);
+    if (!s.ok()) {
+      failed_ = true;
+      fail_(s);
+    }
     return s;
   }
   std::unique_ptr<cell::BodyConsumer> inner_;
   std::function<void(const Status&)> fail_;
+  std::function<void(const Status&)> broke_;
+  bool failed_ = false;  // the consumer refused the result (not a broken stream)
 };
 
 }  // namespace
@@ -101,6 +130,9 @@ class GuardedConsumer final : public cell::BodyConsumer {
 Result<std::unique_ptr<cell::BodyConsumer>> ServerRuntime::OnSubmitHead(const cell::Message& head) {
   const std::string site = head.h().value("site", head.src());
   const std::string task_id = head.h().value("task_id", "");
+  if (!IsFromSite(head.src(), site)) {
+    return Status::InvalidArgument(head.src() + " may not submit results for site '" + site + "'");
+  }
   if (!board_.ClaimResult(site, task_id)) {
     log_->warn("ignoring result {} from {}: not an outstanding task", task_id, site);
     return Status::InvalidArgument("task " + task_id + " is not outstanding for " + site);
@@ -121,7 +153,8 @@ Result<std::unique_ptr<cell::BodyConsumer>> ServerRuntime::OnSubmitHead(const ce
     return consumer.status();
   }
   return std::unique_ptr<cell::BodyConsumer>(new GuardedConsumer(
-      std::move(consumer).value(), [this, context](const Status& s) { Fail(s.WithContext(context)); }));
+      std::move(consumer).value(), [this, context](const Status& s) { Fail(s.WithContext(context)); },
+      [this, site](const Status& s) { Exclude(site, "its result broke off (" + s.message() + ")", true); }));
 }
 
 // Every byte of the result was folded in: the site's task is done.
@@ -165,6 +198,26 @@ void ServerRuntime::Fail(Status s) {
   cv_.notify_all();
 }
 
+void ServerRuntime::Exclude(const std::string& site, const std::string& why, bool streaming) {
+  int round = -1;
+  {
+    std::lock_guard lock(mu_);
+    if (done_ || excluded_.count(site) || !board_.Withdraw(site, streaming)) return;
+    excluded_[site] = why;
+    round = round_;
+  }
+  log_->warn("{} job {} round {}: excluded from the round: {}", site, options_.job_id, round, why);
+  cv_.notify_all();
+}
+
+std::vector<std::string> ServerRuntime::ConnectedSitesLocked() const {
+  std::vector<std::string> out;
+  for (const auto& s : sites_) {
+    if (!disconnected_.count(s)) out.push_back(s);
+  }
+  return out;
+}
+
 Status ServerRuntime::failure() const {
   std::lock_guard lock(mu_);
   return failure_;
@@ -175,24 +228,26 @@ void ServerRuntime::Abort(const std::string& reason) { Fail(Status::Aborted(reas
 Result<std::vector<std::string>> ServerRuntime::WaitForSites(int n) {
   std::unique_lock lock(mu_);
   auto last_log = std::chrono::steady_clock::now();
-  while (static_cast<int>(sites_.size()) < n && failure_.ok()) {
+  while (static_cast<int>(ConnectedSitesLocked().size()) < n && failure_.ok()) {
     cv_.wait_for(lock, 500ms);
     if (std::chrono::steady_clock::now() - last_log > 10s) {
-      log_->info("waiting for sites: {}/{} registered", sites_.size(), n);
+      log_->info("waiting for sites: {}/{} connected ({} registered)", ConnectedSitesLocked().size(), n,
+                 sites_.size());
       last_log = std::chrono::steady_clock::now();
     }
   }
   if (!failure_.ok()) return failure_;
-  return std::vector<std::string>(sites_.begin(), sites_.end());
+  return ConnectedSitesLocked();
 }
 
-Status ServerRuntime::RunRound(int round, const std::vector<std::string>& sites, const cell::Json& task,
-                               std::shared_ptr<cell::BodySource> body,
-                               ResultStarter on_result) {
+Result<Exclusions> ServerRuntime::RunRound(int round, const std::vector<std::string>& sites,
+                                           const cell::Json& task, std::shared_ptr<cell::BodySource> body,
+                                           ResultStarter on_result) {
   {
     std::lock_guard lock(mu_);
     round_ = round;
     on_result_ = std::move(on_result);
+    excluded_.clear();
   }
   board_.Publish(round, sites, task, std::move(body));
   const double timeout_s = options_.job.server.task_timeout_s;
@@ -205,9 +260,11 @@ Status ServerRuntime::RunRound(int round, const std::vector<std::string>& sites,
     lock.lock();
     if (pending.empty()) break;
     if (auto gone = FirstIn(pending, disconnected_)) {
-      failure_ = Status::Unavailable(*gone + " job " + options_.job_id + " round " + std::to_string(round) +
-                                     ": site disconnected before sending its result");
-      break;
+      // A result already streaming in ends one way or the other (the disconnect cancels
+      // it, or it completed just before); only a site with none is excluded here.
+      lock.unlock();
+      Exclude(*gone, "disconnected before its result arrived", false);
+      lock.lock();
     }
     if (timeout_s > 0 && std::chrono::steady_clock::now() > deadline) {
       failure_ = Status::DeadlineExceeded("job " + options_.job_id + " round " + std::to_string(round) +
@@ -217,7 +274,8 @@ Status ServerRuntime::RunRound(int round, const std::vector<std::string>& sites,
     cv_.wait_for(lock, kPollInterval);
   }
   on_result_ = nullptr;
-  return failure_;
+  if (!failure_.ok()) return failure_;
+  return excluded_;
 }
 
 void ServerRuntime::RunWorkflow() {

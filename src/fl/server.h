@@ -6,9 +6,13 @@
 //   ... clients connect to server->address() ...
 //   Status outcome = server->Wait();   // OK, or the failure naming site, job, round, cause
 //
-// A registered site that is disconnected while it owes the current round a result fails
-// the job at once (also when it dropped out between rounds). A site's process exiting is
-// seen by whoever started it, which reports it with SiteLost.
+// A site that is disconnected while it owes the current round a result, or whose result
+// breaks off midway (its bytes are rolled back out of the sum), is excluded from the
+// round; the round ends when every other site answered and the workflow decides whether
+// the results it has are enough (FedAvg: min_clients). Later rounds go to the sites
+// connected then. A site that reports a failure (fl.failure: its script crashed), or
+// whose result is bad, fails the job. A site's process exiting is seen by whoever
+// started it, which reports it with SiteLost.
 //
 // Thread-safety: Start/Wait/Abort may be called from any thread.
 #pragma once
@@ -18,6 +22,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -46,17 +51,22 @@ struct ServerOptions {
 using ResultStarter = std::function<Result<std::unique_ptr<cell::BodyConsumer>>(
     const std::string& site, const cell::Json& h, uint64_t body_size)>;
 
+// Sites left out of a round: site -> why.
+using Exclusions = std::map<std::string, std::string>;
+
 // What a workflow may ask of the server (FLARE's WFCommServer, reduced to FedAvg's needs).
 class ServerComm {
  public:
   virtual ~ServerComm() = default;
-  // Blocks until `n` sites have registered or the job is aborted.
+  // Blocks until `n` registered sites are connected or the job is aborted; returns the
+  // connected ones.
   virtual Result<std::vector<std::string>> WaitForSites(int n) = 0;
   // Sends `task` (header + body) to `sites`; each result streams into a consumer made by
-  // `on_result` (several may stream at once). Returns when every result was consumed, or
-  // at the first failure (a site's error, a disconnect, a rejected result, a timeout).
-  virtual Status RunRound(int round, const std::vector<std::string>& sites, const cell::Json& task,
-                          std::shared_ptr<cell::BodySource> body, ResultStarter on_result) = 0;
+  // `on_result` (several may stream at once). Returns the sites excluded from the round
+  // once every other result was consumed, or the first failure (a site's error, a
+  // rejected result, a timeout).
+  virtual Result<Exclusions> RunRound(int round, const std::vector<std::string>& sites, const cell::Json& task,
+                                      std::shared_ptr<cell::BodySource> body, ResultStarter on_result) = 0;
 };
 
 class ServerRuntime : public ServerComm {
@@ -75,18 +85,23 @@ class ServerRuntime : public ServerComm {
   void SiteLost(const std::string& site, const std::string& cause);
 
   Result<std::vector<std::string>> WaitForSites(int n) override;
-  Status RunRound(int round, const std::vector<std::string>& sites, const cell::Json& task,
-                  std::shared_ptr<cell::BodySource> body, ResultStarter on_result) override;
+  Result<Exclusions> RunRound(int round, const std::vector<std::string>& sites, const cell::Json& task,
+                              std::shared_ptr<cell::BodySource> body, ResultStarter on_result) override;
 
  private:
   explicit ServerRuntime(ServerOptions options);
   void RegisterHandlers();
   void OnRegister(cell::Message m, cell::Responder r);
+  void OnGetModel(const cell::Message& m, cell::Responder r);
   Result<std::unique_ptr<cell::BodyConsumer>> OnSubmitHead(const cell::Message& head);
   void OnSubmitDone(cell::Message m, cell::Responder r);
   void OnFailure(cell::Message m);
   void OnPeer(const std::string& peer, bool connected);
   void Fail(Status s);
+  // Leaves `site` out of the current round: no-op if it already answered or was left out,
+  // or (unless `streaming`, said by its broken result stream) if its result is streaming in.
+  void Exclude(const std::string& site, const std::string& why, bool streaming);
+  std::vector<std::string> ConnectedSitesLocked() const;
   Status failure() const;
   void RunWorkflow();
   void DrainEnd();
@@ -102,6 +117,7 @@ class ServerRuntime : public ServerComm {
   // Guarded by mu_.
   std::set<std::string> sites_;            // registered
   std::set<std::string> disconnected_;     // registered, connection currently down
+  Exclusions excluded_;                    // of the current round
   Status failure_;
   bool done_ = false;
   Status outcome_;

@@ -57,7 +57,20 @@ void TaskBoard::ReplyLocked(const std::string& site, cell::Responder& r) {
   Task& t = tasks_.at(site);
   t.fetched = true;
   ++running_;
-  r.Reply(t.header, t.body);
+  cell::Json h = t.header;
+  h["model_size"] = t.body ? t.body->size() : 0;
+  r.Reply(std::move(h));
+}
+
+Result<std::shared_ptr<cell::BodySource>> TaskBoard::Model(const std::string& site,
+                                                           const std::string& task_id) const {
+  std::lock_guard lock(mu_);
+  auto it = tasks_.find(site);
+  if (it == tasks_.end() || !it->second.fetched || it->second.claimed ||
+      it->second.header.value("task_id", "") != task_id) {
+    return Status::NotFound("task '" + task_id + "' is not outstanding for " + site);
+  }
+  return it->second.body;
 }
 
 bool TaskBoard::ClaimResult(const std::string& site, const std::string& task_id) {
@@ -75,6 +88,17 @@ bool TaskBoard::ClaimResult(const std::string& site, const std::string& task_id)
 void TaskBoard::Complete(const std::string& site) {
   std::lock_guard lock(mu_);
   if (auto it = tasks_.find(site); it != tasks_.end()) it->second.done = true;
+}
+
+bool TaskBoard::Withdraw(const std::string& site, bool even_if_claimed) {
+  std::lock_guard lock(mu_);
+  auto it = tasks_.find(site);
+  if (it == tasks_.end() || it->second.done || (it->second.claimed && !even_if_claimed)) return false;
+  Task& t = it->second;
+  if (t.fetched && !t.claimed) --running_;
+  t.claimed = t.done = true;
+  DispatchParkedLocked();
+  return true;
 }
 
 void TaskBoard::ExpireParked() {

@@ -8,7 +8,8 @@
 //
 //   TaskBoard board(5s, /*max_running=*/0);
 //   board.Publish(round, {"site-1","site-2"}, header, global.body());
-//   board.OnGetTask("site-1", responder);      // replies with the task
+//   board.OnGetTask("site-1", responder);      // replies with the task header
+//   auto model = board.Model("site-1", "r0-site-1");  // its model, for fl.get_model
 //   board.End();                                // every later get_task gets "end"
 //
 // Thread-safety: all methods are thread-safe (guarded by mu_).
@@ -38,13 +39,24 @@ class TaskBoard {
                std::shared_ptr<cell::BodySource> body);
   // Marks the job finished: parked and later requests get task_name "end".
   void End();
+  // Replies with the task's header plus "model_size" (bytes of its safetensors model);
+  // the model itself is fetched with Model() (fl.get_model), so it can stream straight
+  // to the training script through the site's relay.
   void OnGetTask(const std::string& site, cell::Responder responder);
+  // The model of `site`'s outstanding task `task_id`; NotFound if that task is not
+  // outstanding (another round, already answered, or never handed out).
+  Result<std::shared_ptr<cell::BodySource>> Model(const std::string& site, const std::string& task_id) const;
   // Returns true (once) if `task_id` is the outstanding task of `site`; marks it claimed
   // so a duplicate submission is refused while the first one is being folded in. Frees
   // the task's slot and hands it to the longest-parked site still owed a task.
   bool ClaimResult(const std::string& site, const std::string& task_id);
   // Marks the claimed task of `site` done: its result has been folded in.
   void Complete(const std::string& site);
+  // Takes back the task of `site` (the site was excluded from the round): it no longer
+  // counts as pending, frees its slot and refuses a later result. False if the site has
+  // no task, its result was already folded in, or its result is streaming in (claimed)
+  // and `even_if_claimed` is false.
+  bool Withdraw(const std::string& site, bool even_if_claimed);
   // Answers parked requests older than park_limit with "wait". Returns sites still owing results.
   void ExpireParked();
   std::set<std::string> sites_pending() const;

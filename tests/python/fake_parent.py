@@ -1,6 +1,7 @@
-"""A stand-in for the ember client (the parent cell of a training script), written
-with plain sockets and the frame codec, serving the ``link.*`` topics of
-docs/wire-format.md §6 on a thread.
+"""A stand-in for the ember client (the parent cell of a training script) and the
+server behind it, written with plain sockets and the frame codec, serving on a thread
+the ``link.*`` topics and the ``fl.get_model`` / ``fl.submit_result`` requests a script
+sends to the server through its parent (docs/wire-format.md §6).
 
     parent = FakeParent(tasks=[({"task_name": "train", ...}, body_bytes)])
     api = ClientAPI(parent.env())
@@ -19,8 +20,8 @@ CHUNK = 1 << 20
 
 
 class FakeParent:
-    """Hands out `tasks` in order, then "end" and hangs up; records submits, logs and
-    PONGs."""
+    """Hands out `tasks` in order, then "end" and hangs up; serves each task's model;
+    records results (fl.submit_result), reports (link.submit), logs and PONGs."""
 
     def __init__(self, tasks=(), site="site-1", job_id="job-1", token="tok-123",
                  ping_first=False, submit_status="ok", on_head=None):
@@ -29,7 +30,8 @@ class FakeParent:
         self.ping_first = ping_first
         self.submit_status = submit_status
         self.on_head = on_head          # optional hook(parent, conn, head, stream_id) -> bool
-        self.results, self.logs, self.hellos = [], [], []
+        self.results, self.reports, self.logs, self.hellos = [], [], [], []
+        self.models = {}                # task_id -> model bytes, for fl.get_model
         self.pongs = 0
         self.error = None
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -91,10 +93,17 @@ class FakeParent:
             if topic == "link.get_task":
                 if not self._send_task(conn, head):
                     return  # "end" sent: hang up, as the job is over
-            elif topic == "link.submit":
+            elif topic == "fl.get_model":
+                self._send_model(conn, head)
+            elif topic == "fl.submit_result":
+                assert head["dst"] == "server", head
                 self.results.append((head, bytes(body)))
                 self.reply(conn, head, {}, status=self.submit_status,
                            error="" if self.submit_status == "ok" else "result rejected")
+            elif topic == "link.submit":
+                assert not body, "link.submit carries no params"
+                self.reports.append(head)
+                self.reply(conn, head, {})
             elif topic == "link.log":
                 self.logs.append(head["h"])
             else:
@@ -107,10 +116,21 @@ class FakeParent:
             conn.sendall(encode_frame(FrameType.CREDIT, 3, (1 << 20).to_bytes(8, "little")))
         if self.tasks:
             h, body = self.tasks.pop(0)
-            self.reply(conn, head, h, body)
+            h = dict(h, model_size=len(body))
+            self.models[h.get("task_id", "")] = body
+            self.reply(conn, head, h)
             return True
         self.reply(conn, head, {"task_name": "end"})
         return False
+
+    def _send_model(self, conn, head):
+        h = head["h"]
+        assert head["dst"] == "server" and h["site"] == self.site, head
+        body = self.models.get(h.get("task_id"))
+        if body is None:
+            self.reply(conn, head, {}, status="not_found", error=f"no task {h.get('task_id')}")
+        else:
+            self.reply(conn, head, {}, body)
 
     def reply(self, conn, req_head, h, body=b"", status="ok", error=""):
         """Sends a reply: HEAD, then DATA frames of ≤ 1 MiB with END on the last."""

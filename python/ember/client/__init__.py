@@ -45,8 +45,9 @@ def receive(timeout: Optional[float] = None) -> Optional[FLModel]:
 
 
 def send(model: FLModel, clear_cache: bool = True) -> None:
-    """Answers the current task; `clear_cache` drops the library's references to the
-    received and sent params so their memory can be freed."""
+    """Answers the current task. With `clear_cache` (default) the received and the sent
+    FLModel give up their params (set to None) so their memory is freed before the next
+    round's model arrives; pass False to keep them."""
     _api.send(model, clear_cache)
 
 

@@ -1,8 +1,10 @@
 """The Client API state machine behind ``ember.client``'s functions.
 
 A training script is a leaf cell ``<site>.<job_id>`` under the ember client ``<site>``
-that launched it; everything here is a request or fire to that parent over one
-``Link`` (docs/wire-format.md §6, topics ``link.*``):
+that launched it, talking over one ``Link`` (docs/wire-format.md §6): tasks come from
+that parent (``link.get_task``); the task's model is fetched from the server
+(``fl.get_model``) and the result sent to it (``fl.submit_result``) through the parent,
+which relays both as they stream; ``link.submit`` then tells the parent the task is done.
 
     api = ClientAPI()            # reads EMBER_* from the environment
     while api.is_running():      # fetches the next task, False after "end"
@@ -35,6 +37,7 @@ TRAIN_TASK = "train"
 EVALUATE_TASK = "validate"
 SUBMIT_MODEL_TASK = "submit_model"
 END_TASK = "end"
+_SERVER = "server"  # the FL server's cell name
 
 _NOT_LAUNCHED = ("{var} is not set: ember.client talks to the ember client that launched "
                  "this script, so the script must be started by ember (`ember simulate "
@@ -117,10 +120,19 @@ class ClientAPI:
             self._end()
             return None
         self._task = h
-        self._model = self._task_model(h, body)
+        self._model = self._task_model(h, self._fetch_model(h))
         return self._model
 
-    def _task_model(self, h: dict, body: bytearray) -> FLModel:
+    def _fetch_model(self, h: dict) -> Optional[bytearray]:
+        """The task's global model from the server (``fl.get_model``), or None."""
+        if not h.get("model_size"):
+            return None
+        head, body = self._link.request(_SERVER, "fl.get_model",
+                                        {"site": self.get_site_name(), "task_id": h.get("task_id", "")})
+        _check(head, f"fl.get_model of task '{h.get('task_id')}' (round {h.get('current_round')})")
+        return body
+
+    def _task_model(self, h: dict, body: Optional[bytearray]) -> FLModel:
         try:
             params = st.decode(body, to_torch=self._use_torch()) if body else None
         except ImportError as e:
@@ -131,7 +143,12 @@ class ClientAPI:
                        total_rounds=h.get("total_rounds"), meta=dict(h.get("meta") or {}))
 
     def send(self, model: FLModel, clear_cache: bool = True) -> None:
-        """Answers the current task with `model` (request ``link.submit``)."""
+        """Answers the current task with `model`: streams it to the server
+        (``fl.submit_result``), then tells the parent (``link.submit``).
+
+        With ``clear_cache=True`` (the default) the received and the sent FLModel give up
+        their params (``params`` becomes None), so the next round's model does not
+        arrive while this one is still held; pass False to keep them."""
         self._ready("send")
         if not isinstance(model, FLModel):
             raise TypeError(f"send() takes an FLModel, got {type(model).__name__}")
@@ -143,12 +160,17 @@ class ClientAPI:
             raise TypeError(f"FLModel.params must be a dict of name -> tensor, "
                             f"got {type(params).__name__}")
         self._sent_torch = self._sent_torch or any(st.is_torch_tensor(v) for v in params.values())
-        model = self._as_transfer_type(model)
-        header, views = st.encode(model.params if model.params is not None else {})
-        head, _ = self._link.request(self.get_site_name(), "link.submit",
-                                     self._result_header(model), [header, *views])
-        _check(head, f"link.submit of task '{self.get_task_name()}' "
-                     f"(round {self._task.get('current_round')})")
+        transfer = self._as_transfer_type(model)
+        header, views = st.encode(transfer.params if transfer.params is not None else {})
+        result = self._result_header(transfer)
+        what = f"task '{self.get_task_name()}' (round {self._task.get('current_round')})"
+        head, _ = self._link.request(_SERVER, "fl.submit_result",
+                                     dict(result, site=self.get_site_name()), [header, *views])
+        _check(head, f"fl.submit_result of {what}")
+        del header, views
+        head, _ = self._link.request(self.get_site_name(), "link.submit", result)
+        _check(head, f"link.submit of {what}")
+        del transfer
         self._after_send(model, clear_cache)
 
     def _result_header(self, model: FLModel) -> dict:
@@ -180,6 +202,10 @@ class ClientAPI:
         return diff
 
     def _after_send(self, sent: FLModel, clear_cache: bool) -> None:
+        if clear_cache:
+            for m in (self._model, sent):
+                if m is not None:
+                    m.params = None
         self._kept = () if clear_cache else (self._model, sent)
         self._model = None
         self._sends += 1

@@ -62,7 +62,7 @@ void LauncherExecutor::OnGetTask(cell::Responder r) {
   std::lock_guard lock(mu_);
   if (ended_) return r.Reply({{"task_name", "end"}});
   if (task_) {
-    r.Reply(task_->h(), task_->body);
+    r.Reply(*task_);
     task_.reset();
     return;
   }
@@ -70,6 +70,11 @@ void LauncherExecutor::OnGetTask(cell::Responder r) {
 }
 
 void LauncherExecutor::OnSubmit(cell::Message m, cell::Responder r) {
+  if (m.body && m.body->size() > 0) {  // an older script: the params go to the server itself
+    return r.Error(StatusCode::kInvalidArgument,
+                   "link.submit carries no params: send them to the server with fl.submit_result "
+                   "(docs/wire-format.md §6)");
+  }
   {
     std::lock_guard lock(mu_);
     result_ = std::move(m);
@@ -151,10 +156,10 @@ Result<cell::Message> LauncherExecutor::Execute(const cell::Message& task) {
   result_.reset();
   ended_ = false;
   if (waiting_) {
-    waiting_->Reply(task.h(), task.body);
+    waiting_->Reply(task.h());
     waiting_.reset();
   } else {
-    task_ = task;
+    task_ = task.h();
   }
   while (!result_) {
     cv_.wait_for(lock, kTick);

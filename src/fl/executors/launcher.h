@@ -1,6 +1,8 @@
 // LauncherExecutor: runs the user's training script as a subprocess and serves it over
 // the link (docs/client-api.md): the script is a child cell "<site>.<job_id>" of the
-// site's cell, asks for tasks with link.get_task and returns results with link.submit.
+// site's cell, asks for tasks with link.get_task, fetches the task's model from the server
+// (fl.get_model) and sends its result there (fl.submit_result) through the site's cell,
+// which relays both as they stream, then reports with link.submit that it is done.
 // A script that crashes, exits early or never calls init() fails the task with its exit
 // status and last stderr lines; nothing waits for ever.
 //
@@ -40,7 +42,8 @@ class LauncherExecutor {
   LauncherExecutor(std::shared_ptr<cell::Cell> cell, ClientConfig config, LaunchContext ctx);
   ~LauncherExecutor();
 
-  // Hands `task` to the script and waits for its result.
+  // Hands `task` (its header) to the script and waits until the script reports that the
+  // server accepted its result; returns that report (the result header).
   Result<cell::Message> Execute(const cell::Message& task);
   // Tells the script the job ended and waits (shutdown_timeout, at least 5 s) for it to exit.
   void Finish();
@@ -67,7 +70,7 @@ class LauncherExecutor {
   std::condition_variable cv_;
   // Guarded by mu_.
   std::optional<cell::Responder> waiting_;   // the script's parked link.get_task
-  std::optional<cell::Message> task_;        // task not yet handed to the script
+  std::optional<cell::Json> task_;           // task header not yet handed to the script
   std::optional<cell::Message> result_;
   bool connected_ = false;
   bool ended_ = false;
