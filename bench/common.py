@@ -24,9 +24,11 @@ while flare.is_running():
     m = flare.receive()
     if m is None:
         break
-    for v in m.params.values():
-        v += 1.0          # "training": in place, no copy
-    flare.send(flare.FLModel(params=m.params, meta={"NUM_STEPS_CURRENT_ROUND": 1}))
+    params = m.params
+    for k in params:
+        params[k] += 1.0  # "training": in place, no copy
+    flare.send(flare.FLModel(params=params, meta={"NUM_STEPS_CURRENT_ROUND": 1}))
+    del m, params         # send() released the tensors; hold none while the next arrives
 '''
 
 
