@@ -4,8 +4,11 @@ Samples every process's RSS from /proc every 50 ms: the server (`ember simulate`
 client job processes (`ember site`) and the training scripts.
 
 Usage: make bench-large-model [CONFIGS=100x2,1000x2,1000x4,4000x2] [ACCUMULATE=F32]
-Ends with one JSON line per configuration; writes bench/out/rss_1000MB_4c.png (or the
-largest 1 GB run) as a plot of RSS over time.
+                              [SOAK=1000x2x20]
+Ends with one JSON line per configuration; writes bench/out/rss_1000MB_<n>c.png as a plot
+of RSS over time for the 1 GB runs. The soak (SOAK=MBxCLIENTSxROUNDS, empty to skip)
+compares each process kind's peak RSS in the last quarter of the run with its peak in
+the second quarter (after the first rounds have warmed up): `*_rss_growth_MB`.
 """
 import json
 import os
@@ -126,10 +129,33 @@ def plot(samples, title, path):
     plt.savefig(path)
 
 
+def growth(samples, key):
+    """Peak RSS of `key` in the last quarter of the run minus its peak in the second."""
+    n = len(samples)
+    if n < 8:
+        return 0.0
+    peak = lambda rows: max((max(r[key]) if isinstance(r[key], list) else r[key])
+                            for r in rows if not isinstance(r[key], list) or r[key])
+    return round(peak(samples[3 * n // 4:]) - peak(samples[n // 4:n // 2]), 1)
+
+
+def soak(spec, accumulate):
+    mb, clients, rounds = (int(x) for x in spec.split("x"))
+    figures, samples = run_config(mb, clients, rounds=rounds, accumulate=accumulate)
+    figures.update({"soak": True,
+                    "server_rss_growth_MB": growth(samples, "server"),
+                    "client_job_rss_growth_MB": growth(samples, "client_job"),
+                    "script_rss_growth_MB": growth(samples, "script")})
+    print(f"soak {mb} MB x {clients} clients x {rounds} rounds: wall {figures['wall_s']} s, RSS growth "
+          f"server {figures['server_rss_growth_MB']} MB, client job {figures['client_job_rss_growth_MB']} MB, "
+          f"script {figures['script_rss_growth_MB']} MB", file=sys.stderr)
+    print(json.dumps(figures), flush=True)
+
+
 def main():
     configs = os.environ.get("CONFIGS", "100x2,1000x2,1000x4,4000x2")
     accumulate = os.environ.get("ACCUMULATE", "F32")
-    for item in configs.split(","):
+    for item in filter(None, configs.split(",")):
         mb, clients = (int(x) for x in item.split("x"))
         figures, samples = run_config(mb, clients, accumulate=accumulate)
         print(f"{mb} MB x {clients} clients: wall {figures['wall_s']} s, server peak "
@@ -140,6 +166,9 @@ def main():
             plot(samples, f"RSS, {mb} MB model, {clients} clients, 3 rounds",
                  REPO / "bench" / "out" / f"rss_{mb}MB_{clients}c.png")
         print(json.dumps(figures), flush=True)
+    spec = os.environ.get("SOAK", "1000x2x20")
+    if spec:
+        soak(spec, accumulate)
 
 
 if __name__ == "__main__":
