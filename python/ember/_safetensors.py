@@ -7,12 +7,15 @@ header) plus an optional ``"__metadata__": {str: str}``, then the data.
 Encoding never builds the whole image: ``encode`` returns the header bytes and one
 memoryview per tensor, ready for a vectored socket send or file write. Decoding returns
 numpy views into the caller's buffer (writable when the buffer is a bytearray), so a
-received model costs one buffer, not two.
+decoded image costs one buffer, not two. ``TensorSink`` receives an image as it streams
+in (a ``_wire.Link`` body sink) straight into one array per tensor, with no whole-image
+buffer at all.
 
     header, views = encode({"w": np.ones((2, 3), np.float32)})
     params = decode(bytearray(header + b"".join(views)))   # {"w": array(...)}
 
-Thread-safety: pure functions; the returned views alias their inputs.
+Thread-safety: pure functions; the returned views alias their inputs. A TensorSink
+belongs to one reader.
 """
 
 from __future__ import annotations
@@ -246,12 +249,17 @@ def _header_size(prefix, total_len: int) -> int:
 
 # --- Decoding --------------------------------------------------------------------------
 
-def _bf16(buf, offset: int, shape: Tuple[int, ...], name: str):
+def _torch_for_bf16(name: str):
     try:
         import torch
     except ImportError:
         raise SafetensorsError(f"tensor '{name}' is BF16, which numpy cannot represent; "
                                "install torch to decode it") from None
+    return torch
+
+
+def _bf16(buf, offset: int, shape: Tuple[int, ...], name: str):
+    torch = _torch_for_bf16(name)
     words = np.frombuffer(buf, dtype="<i2", count=math.prod(shape), offset=offset)
     if not words.flags.writeable:
         words = words.copy()  # torch.from_numpy warns on read-only memory
@@ -290,6 +298,110 @@ def decode_with_metadata(buf, to_torch: bool = False) -> Tuple[Dict[str, Any], D
 def decode(buf, to_torch: bool = False) -> Dict[str, Any]:
     """name -> array view into `buf` (see decode_with_metadata)."""
     return decode_with_metadata(buf, to_torch)[0]
+
+
+class TensorSink:
+    """Receives an image as it streams in, straight into one new array per tensor.
+
+    The body sink of ``_wire.Link.request(..., sink=TensorSink())`` (see
+    ``_wire.BodySink``): the 8-byte size and the JSON header land in small buffers; once
+    the header is in, it is validated exactly as ``decode`` validates it (size limit,
+    tensors tiling the ``body_size - 8 - N`` data bytes) and one array per tensor is
+    allocated (``np.empty``; BF16 as a torch.bfloat16 tensor over int16 words, as
+    ``decode`` returns it; with `to_torch` every tensor is ``torch.from_numpy`` of its
+    array). Every later body byte lands in its tensor's bytes, so each tensor owns its
+    memory: dropping one frees it, and nothing is held twice. The tiling rule leaves no
+    byte between tensors.
+
+    ``finish()`` returns (name -> array or tensor in header order, metadata); arrays are
+    writable. Errors are SafetensorsError, raised as soon as the bytes that show them
+    have arrived (an oversized header before anything is allocated for it).
+    """
+
+    def __init__(self, to_torch: bool = False):
+        if to_torch:
+            import torch  # noqa: F401  (fails here, before anything is received)
+        self.to_torch = to_torch
+        self._size = -1                  # body_size, from begin()
+        self._pos = 0                    # body bytes handed out (and so received)
+        self._prefix = bytearray(8)      # the u64 header size
+        self._header: Optional[bytearray] = None   # the JSON header, until parsed
+        self._data_start = -1            # 8 + N once the prefix is in
+        self._segments: List[Tuple[int, int, memoryview]] = []  # (begin, end, bytes) by offset
+        self._seg = 0                    # index of the segment holding _pos
+        self._out: Optional[Tuple[Dict[str, Any], Dict[str, str]]] = None
+
+    def begin(self, body_size: int) -> None:
+        if body_size < 8:
+            _header_size(b"", body_size)  # raises: too short for the size field
+        self._size = body_size
+
+    def views(self, offset: int, n: int) -> List[memoryview]:
+        """Writable byte views for the body bytes from `offset` (all earlier bytes have
+        arrived): at most `n` bytes, and never past the end of the size field or the
+        header, whose content decides where the following bytes go."""
+        if offset != self._pos or n <= 0 or offset + n > self._size:
+            raise ValueError(f"TensorSink.views({offset}, {n}) out of order: {self._pos} "
+                             f"of {self._size} body bytes handed out")
+        self._advance()
+        if offset < 8:
+            buf, base, stop = self._prefix, 0, 8
+        elif self._out is None:
+            buf, base, stop = self._header, 8, self._data_start
+        else:
+            return self._data_views(offset, offset + n)
+        take = min(n, stop - offset)
+        self._pos += take
+        return [memoryview(buf)[offset - base:offset - base + take]]
+
+    def finish(self) -> Tuple[Dict[str, Any], Dict[str, str]]:
+        if self._size < 0:
+            raise ValueError("TensorSink.finish() before begin()")
+        if self._pos < self._size:
+            raise SafetensorsError(f"safetensors body ended after {self._pos} of its "
+                                   f"{self._size} bytes")
+        self._advance()  # an image without tensor data is complete with its header
+        out, self._out, self._segments = self._out, None, []
+        return out
+
+    def _advance(self) -> None:
+        """Parses the size field, then the header, once their bytes are all in."""
+        if self._data_start < 0 and self._pos >= 8:
+            n = _header_size(self._prefix, self._size)  # limit checks before allocating
+            self._header, self._data_start = bytearray(n), 8 + n
+        if self._out is None and self._header is not None and self._pos >= self._data_start:
+            text, self._header = bytes(self._header), None
+            self._allocate(*parse_header(text, self._size - self._data_start))
+
+    def _allocate(self, infos: List[TensorInfo], metadata: Dict[str, str]) -> None:
+        bf16 = [t.name for t in infos if t.dtype == "BF16"]
+        torch = _torch_for_bf16(bf16[0]) if bf16 else None
+        out: Dict[str, Any] = {}
+        for t in infos:
+            if t.dtype == "BF16":
+                raw = np.empty(math.prod(t.shape), "<i2")
+                out[t.name] = torch.from_numpy(raw).view(torch.bfloat16).reshape(t.shape)
+            else:
+                raw = np.empty(t.shape, DTYPES[t.dtype])
+                out[t.name] = as_torch(raw) if self.to_torch else raw
+            if t.end > t.begin:
+                self._segments.append((self._data_start + t.begin, self._data_start + t.end,
+                                       memoryview(raw.reshape(-1).view(np.uint8))))
+        self._segments.sort(key=lambda seg: seg[0])
+        self._out = (out, metadata)
+
+    def _data_views(self, offset: int, end: int) -> List[memoryview]:
+        views = []
+        while offset < end:  # the segments tile the data section (parse_header)
+            begin, stop, buf = self._segments[self._seg]
+            if offset >= stop:
+                self._seg += 1
+                continue
+            take = min(stop, end) - offset
+            views.append(buf[offset - begin:offset - begin + take])
+            offset += take
+        self._pos = end
+        return views
 
 
 # --- Files -----------------------------------------------------------------------------

@@ -7,16 +7,18 @@ Two layers live here:
 * ``Link``: one TCP connection from a leaf cell (the training script) to its parent
   (the ember client). It does one request at a time, answers PING, and never buffers a
   whole model twice: bodies are sent as a list of memoryviews and received into one
-  preallocated bytearray.
+  preallocated bytearray, or, with a body *sink*, into buffers the sink provides (e.g.
+  ``_safetensors.TensorSink``: one array per tensor).
 
-Flow control (docs/wire-format.md §8): the link preallocates every body it receives, so
-it grants each incoming stream its whole body with one CREDIT at HEAD. When it sends a
-body it stays within the window the parent granted (HELLO ``window`` plus CREDITs),
-reading frames meanwhile (answering PING); a stream that gets no credit for
-``ACK_PROGRESS_TIMEOUT`` seconds is aborted with LinkTimeout.
+Flow control (docs/wire-format.md §8): the link preallocates every body it receives (a
+sink allocates it as it arrives), so it grants each incoming stream its whole body with
+one CREDIT at HEAD. When it sends a body it stays within the window the parent granted
+(HELLO ``window`` plus CREDITs), reading frames meanwhile (answering PING); a stream that
+gets no credit for ``ACK_PROGRESS_TIMEOUT`` seconds is aborted with LinkTimeout.
 
     link = Link.connect("127.0.0.1", 8003, "site-1.job1", token="s3cret")
     head, body = link.request("site-1", "link.get_task", {})
+    head, (params, meta) = link.request("server", "fl.get_model", {...}, sink=TensorSink())
     link.fire("site-1", "link.log", {"level": "info", "msg": "hi"})
 
 Thread-safety: ``request`` calls are serialised (one in flight); ``fire`` may be called
@@ -34,7 +36,7 @@ import socket
 import struct
 import threading
 import time
-from typing import Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 # --- Frame layout (§1) -------------------------------------------------------------
 
@@ -319,15 +321,37 @@ def _chunks(views: Sequence[memoryview], size: int) -> Iterator[List[memoryview]
 
 # --- The link ----------------------------------------------------------------------
 
+class BodySink(Protocol):
+    """Where a reply body goes instead of one bytearray (``Link.request(..., sink=)``).
+
+    The link calls ``begin(body_size)`` at the reply's HEAD, then, for the DATA bytes at
+    body offsets ``offset .. offset + n``, ``views(offset, n)`` until they are all read:
+    it returns writable flat byte memoryviews for the next 1..n bytes (the link
+    ``recv_into``s each, in order, before the next call, so everything before `offset`
+    has arrived). At END ``finish()`` returns what ``request`` returns as the body. Each
+    call may raise to refuse the body: the error leaves ``request``, the link skips the
+    rest of that reply and stays usable. DATA frames may split the body anywhere.
+    """
+
+    def begin(self, body_size: int) -> None: ...
+
+    def views(self, offset: int, n: int) -> List[memoryview]: ...
+
+    def finish(self) -> Any: ...
+
+
 class _PendingReply:
     """A request waiting for its reply; survives a timeout so the reply is not lost."""
-    __slots__ = ("req_id", "req_stream", "topic", "head", "body", "filled", "stream", "done")
+    __slots__ = ("req_id", "req_stream", "topic", "head", "body", "size", "filled", "sink",
+                 "stream", "done")
 
-    def __init__(self, req_id: int, req_stream: int, topic: str):
+    def __init__(self, req_id: int, req_stream: int, topic: str, sink: Optional[BodySink]):
         self.req_id, self.req_stream, self.topic = req_id, req_stream, topic
         self.head: Optional[dict] = None
-        self.body = bytearray()
+        self.body: Any = bytearray()
+        self.size = 0
         self.filled = 0
+        self.sink = sink
         self.stream: Optional[int] = None
         self.done = False
 
@@ -432,10 +456,13 @@ class Link:
     # -- public messaging ------------------------------------------------------------
 
     def request(self, dst: str, topic: str, h: Optional[dict] = None,
-                body_parts: Iterable = (), timeout: Optional[float] = None
-                ) -> Tuple[dict, bytearray]:
+                body_parts: Iterable = (), timeout: Optional[float] = None,
+                sink: Optional[BodySink] = None) -> Tuple[dict, Any]:
         """Sends a request and waits for its reply; returns (reply HEAD, body).
 
+        The body is a bytearray, or with `sink` (see BodySink) what ``sink.finish()``
+        returns. The sink only sees an ok reply that has a body; any other reply's body
+        comes back as a bytearray (normally empty), so ``check_reply`` reports its status.
         `timeout` None waits for ever (the parent answers ``link.get_task`` only when a
         task exists). On LinkTimeout the request stays pending: finish it with
         ``wait_reply`` (its reply must not be lost, e.g. a task the parent handed out).
@@ -450,7 +477,7 @@ class Link:
             req_id = next(self._req_ids)
             with self._send_lock:
                 stream_id = self._next_stream_id()
-            self._pending = _PendingReply(req_id, stream_id, topic)
+            self._pending = _PendingReply(req_id, stream_id, topic, sink)
             try:
                 self._send_message(self._head("req", dst, topic, h, req_id), body_parts,
                                    stream_id, self._pending)
@@ -459,8 +486,9 @@ class Link:
                 raise
             return self._wait(timeout)
 
-    def wait_reply(self, timeout: Optional[float] = None) -> Tuple[dict, bytearray]:
-        """Keeps waiting for the reply of a request that timed out."""
+    def wait_reply(self, timeout: Optional[float] = None) -> Tuple[dict, Any]:
+        """Keeps waiting for the reply of a request that timed out (into its sink, if it
+        was given one)."""
         with self._request_lock:
             self._check_open()
             if self._pending is None:
@@ -578,7 +606,7 @@ class Link:
 
     # -- receiving ---------------------------------------------------------------------
 
-    def _wait(self, timeout: Optional[float]) -> Tuple[dict, bytearray]:
+    def _wait(self, timeout: Optional[float]) -> Tuple[dict, Any]:
         """Runs the reader until the pending reply completes; keeps it pending on a
         timeout, drops it on any other outcome."""
         self._deadline = None if timeout is None else time.monotonic() + timeout
@@ -594,7 +622,7 @@ class Link:
         self._pending = None
         return result
 
-    def _await_reply(self, p: "_PendingReply") -> Tuple[dict, bytearray]:
+    def _await_reply(self, p: "_PendingReply") -> Tuple[dict, Any]:
         """Reads frames until the reply to `p.req_id` is complete, serving PING and
         discarding anything else (other streams, replies to nobody)."""
         while not p.done:
@@ -610,8 +638,12 @@ class Link:
             if size > DEFAULT_WINDOW:  # we preallocate (or discard): grant it all now
                 self._send_control(FrameType.CREDIT, _U64.pack(size - DEFAULT_WINDOW), fh.stream_id)
             if p.head is None and head.get("kind") == "reply" and head.get("req_id") == p.req_id:
-                p.head, p.stream = head, fh.stream_id
-                p.body = bytearray(size)  # the one buffer the body lands in
+                p.head, p.stream, p.size = head, fh.stream_id, size
+                if p.sink is not None and size and head.get("status", STATUS_OK) == STATUS_OK:
+                    p.sink.begin(size)
+                else:
+                    p.sink = None
+                    p.body = bytearray(size)  # the one buffer the body lands in
                 if fh.end:
                     self._finish(p)
             else:
@@ -620,11 +652,14 @@ class Link:
             if p.stream is None or fh.stream_id != p.stream or p.done:
                 self._skip(fh.length)
                 return
-            if p.filled + fh.length > len(p.body):
+            if p.filled + fh.length > p.size:
                 raise self._fatal(f"reply to '{p.topic}' carries more than its body_size "
-                                  f"{len(p.body)} bytes")
-            self._read_into(memoryview(p.body)[p.filled:p.filled + fh.length])
-            p.filled += fh.length
+                                  f"{p.size} bytes")
+            if p.sink is None:
+                self._read_into(memoryview(p.body)[p.filled:p.filled + fh.length])
+                p.filled += fh.length
+            else:
+                self._read_into_sink(p, p.filled + fh.length)
             if fh.end:
                 self._finish(p)
         elif fh.type == FrameType.ABORT:
@@ -634,10 +669,31 @@ class Link:
         else:
             self._on_control(fh)
 
+    def _read_into_sink(self, p: "_PendingReply", end: int) -> None:
+        """Reads the DATA payload up to body offset `end` into the views of `p.sink`. If
+        the sink refuses, the rest of the payload is skipped first, so the link stays in
+        step (later DATA of the reply is skipped by stream id once it is no longer
+        pending)."""
+        while p.filled < end:
+            try:
+                views = _as_byte_views(p.sink.views(p.filled, end - p.filled))
+                n = sum(v.nbytes for v in views)
+                if not 0 < n <= end - p.filled:
+                    raise ValueError(f"body sink gave views of {n} bytes for the next "
+                                     f"{end - p.filled} bytes of '{p.topic}'")
+            except BaseException:
+                self._skip(end - p.filled)
+                raise
+            for view in views:
+                self._read_into(view)
+                p.filled += view.nbytes
+
     def _finish(self, p: "_PendingReply") -> None:
-        if p.filled != len(p.body):
+        if p.filled != p.size:
             raise self._fatal(f"reply to '{p.topic}' ended after {p.filled} of its "
-                              f"{len(p.body)} body bytes")
+                              f"{p.size} body bytes")
+        if p.sink is not None:
+            p.body, p.sink = p.sink.finish(), None
         p.done = True
 
     def _on_control(self, fh: FrameHeader) -> None:

@@ -173,11 +173,14 @@ def read_frame(conn):
 
 def read_message(conn, parent=None):
     """(HEAD dict, body bytes, stream id) of the next message, or None at EOF.
-    Checks the framing rules: body_size matches, END only on the last frame."""
+    Checks the framing rules: body_size matches, END only on the last frame. CREDIT
+    (the link grants a body over 16 MiB at its HEAD) is ignored: we send regardless."""
     while True:
         fh, payload = read_frame(conn)
         if fh is None:
             return None
+        if fh.type == FrameType.CREDIT:
+            continue
         if fh.type == FrameType.PONG:
             if parent is not None:
                 parent.pongs += 1
@@ -189,6 +192,8 @@ def read_message(conn, parent=None):
         while not end:
             fh2, data = read_frame(conn)
             assert fh2 is not None, "EOF inside a message"
+            if fh2.type == FrameType.CREDIT:
+                continue
             if fh2.type == FrameType.PONG:
                 parent.pongs += 1
                 continue

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import struct
 import textwrap
 import threading
 import weakref
@@ -18,6 +19,7 @@ from ember.client import ClientAPI, FLModel, ParamsType
 from ember.client.tracking import SummaryWriter
 
 from fake_parent import FakeParent
+from test_tensor_sink import assert_own_memory
 
 PYTHON_DIR = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "python"))
 
@@ -78,6 +80,108 @@ def test_receive_train_send_until_end():
     sent = st.decode(bytearray(body))
     np.testing.assert_array_equal(sent["w"], big + 1)
     np.testing.assert_array_equal(st.decode(bytearray(parent.results[1][1]))["b"], np.full(2, 2.0))
+
+
+def _multi_tensor_model():
+    return {"conv.weight": np.arange(400_000, dtype=np.float32).reshape(100, 4000),  # 1.6 MB
+            "conv.bias": np.linspace(0, 1, 100, dtype=np.float64),
+            "steps": np.array(12, np.int64), "mask": np.arange(10) % 2 == 0,
+            "half": np.arange(7, dtype=np.float16), "none": np.zeros((0, 3), np.float32)}
+
+
+def test_receive_gives_each_tensor_its_own_array_filled_from_the_socket():
+    sent = _multi_tensor_model()
+    parent = FakeParent(tasks=[task(0, params=sent)])
+    api = ClientAPI(parent.env())
+    params = api.receive().params
+    assert list(params) == list(sent)
+    for name, value in sent.items():
+        assert type(params[name]) is np.ndarray and params[name].dtype == value.dtype
+        np.testing.assert_array_equal(params[name], value)
+    assert_own_memory(params)
+    api.send(FLModel(params=params))
+    api.shutdown()
+    parent.join()
+
+
+def test_a_bad_model_names_the_task_and_round():
+    parent = FakeParent(tasks=[task(4, params={"w": np.ones(2)})])
+    parent.tasks[0] = (parent.tasks[0][0], struct.pack("<Q", 200_000_000) + bytes(8))
+    api = ClientAPI(parent.env())
+    with pytest.raises(st.SafetensorsError, match="fl.get_model of task 'r4-site-1' \\(round 4\\)"
+                                                  ".*header size 200000000 exceeds the limit"):
+        api.receive()
+    api.shutdown()
+    parent.join()
+
+
+def test_a_failed_model_fetch_names_the_task_and_round():
+    def fail(parent, conn, head, sid):
+        if head["topic"] != "fl.get_model":
+            return False
+        parent.reply(conn, head, {}, status="unreachable", error="server gone")
+        return True
+    parent = FakeParent(tasks=[task(2, params={"w": np.ones(2)})], on_head=fail)
+    api = ClientAPI(parent.env())
+    with pytest.raises(RuntimeError, match="fl.get_model of task 'r2-site-1' \\(round 2\\) "
+                                           "failed with status 'unreachable': server gone"):
+        api.receive()
+    api.shutdown()
+    parent.join()
+
+
+RSS_SCRIPT = """
+import gc, json
+import ember.client as flare
+
+def status(key):
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith(key))
+
+flare.init()
+gc.collect()
+before = status("VmRSS:")
+try:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current RSS
+except OSError:
+    pass  # then VmHWM may include the import peak: the figure only gets larger
+model = flare.receive()
+peak = status("VmHWM:")
+held = status("VmRSS:")
+dropped = model.params.pop("big").nbytes
+gc.collect()
+after_drop = status("VmRSS:")
+flare.send(flare.FLModel(params={}))
+assert not flare.is_running()
+print(json.dumps({"before": before, "peak": peak, "held": held, "after_drop": after_drop,
+                  "dropped": dropped}))
+"""
+
+
+def test_a_64_mib_model_costs_the_script_about_one_model_and_tensors_free_one_by_one(tmp_path):
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("needs /proc/self/status (Linux)")
+    model = {"big": np.ones(12 << 20, np.float32),      # 48 MiB
+             "mid": np.ones(2 << 20, np.int64),         # 16 MiB
+             "small": np.ones(1000, np.float16)}
+    size = sum(v.nbytes for v in model.values())
+    parent = FakeParent(tasks=[task(0, params=model)])
+    del model
+    script = tmp_path / "rss.py"
+    script.write_text(RSS_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=PYTHON_DIR, **parent.env())
+    out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                         text=True, timeout=120)
+    parent.join(30)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    growth = r["peak"] - r["before"]
+    print(f"model {size / 2**20:.1f} MiB, script peak RSS growth {growth / 2**20:.1f} MiB "
+          f"({growth / size:.2f}x), freed by dropping 'big': "
+          f"{(r['held'] - r['after_drop']) / 2**20:.1f} MiB")
+    assert growth < 1.3 * size
+    assert r["held"] - r["after_drop"] > 0.9 * r["dropped"]  # its own buffer went back
 
 
 def test_a_script_using_the_module_api_runs_as_a_subprocess(tmp_path):
@@ -201,6 +305,22 @@ def test_pytorch_framework_receives_torch_tensors(tmp_path):
     parent.join()
     sent = st.decode(bytearray(parent.results[0][1]))
     assert sent["w"].tolist() == [0, 2, 4] and sent["h"].dtype == torch.bfloat16
+
+
+@needs_torch
+def test_pytorch_framework_gets_one_tensor_per_buffer_bf16_included(tmp_path):
+    sent = dict(_multi_tensor_model(), bf=torch.linspace(0, 1, 9, dtype=torch.bfloat16))
+    parent = FakeParent(tasks=[task(0, params=sent)])
+    api = ClientAPI(parent.env(write_config(tmp_path, framework="pytorch")))
+    params = api.receive().params
+    assert list(params) == list(sent)
+    assert all(isinstance(t, torch.Tensor) for t in params.values())
+    assert params["bf"].dtype == torch.bfloat16 and torch.equal(params["bf"], sent["bf"])
+    assert torch.equal(params["conv.weight"], torch.from_numpy(sent["conv.weight"]))
+    assert_own_memory(params)
+    api.send(FLModel(params=params))
+    api.shutdown()
+    parent.join()
 
 
 @needs_torch

@@ -355,6 +355,133 @@ def test_fire_is_safe_while_another_thread_waits_for_a_reply():
     assert parent.logs == [{"level": "info", "msg": "hello"}]
 
 
+# --- body sinks ------------------------------------------------------------------------------
+
+class _PiecesSink:
+    """A body sink handing out views into buffers of at most `piece` bytes, so one DATA
+    frame lands in several views; records the calls."""
+
+    def __init__(self, piece=5, fail_at=None):
+        self.piece, self.fail_at = piece, fail_at
+        self.pieces, self.calls, self.size = [], [], None
+
+    def begin(self, body_size):
+        self.size = body_size
+
+    def views(self, offset, n):
+        self.calls.append((offset, n))
+        if self.fail_at is not None and offset >= self.fail_at:
+            raise ValueError(f"sink refuses offset {offset}")
+        out = []
+        for _ in range(3):  # at most three views per call: the link must call again
+            take = min(self.piece, n)
+            if not take:
+                break
+            self.pieces.append(bytearray(take))
+            out.append(memoryview(self.pieces[-1]))
+            n -= take
+        return out
+
+    def finish(self):
+        return ("done", b"".join(self.pieces))
+
+
+def _send_split(parent, conn, head, body, sizes, status="ok"):
+    """A reply whose body travels in DATA frames of the given sizes (the rest in one)."""
+    parent._next_stream += 1
+    sid = parent._next_stream
+    reply = {"kind": "reply", "topic": head["topic"], "src": "site-1", "dst": head["src"],
+             "req_id": head["req_id"], "status": status, "body_size": len(body), "h": {}}
+    conn.sendall(encode_frame(FrameType.HEAD, sid, encode_json(reply), 0 if body else FLAG_END))
+    pos = 0
+    for size in [*sizes, len(body)]:
+        if pos == len(body):
+            break
+        end = min(pos + size, len(body))
+        conn.sendall(encode_frame(FrameType.DATA, sid, body[pos:end],
+                                  FLAG_END if end == len(body) else 0))
+        pos = end
+
+
+def test_link_reads_a_body_into_a_sink_whatever_the_frame_splits():
+    body = os.urandom(3000)
+
+    def split(parent, conn, head, sid):
+        _send_split(parent, conn, head, body, [1, 7, 3, 1000, 2, 1])
+        return True
+    parent = FakeParent(on_head=split)
+    sink = _PiecesSink()
+    with _connect(parent) as link:
+        head, result = link.request("site-1", "x.get", {}, timeout=5, sink=sink)
+    parent.join()
+    assert result == ("done", body) and sink.size == 3000 and head["status"] == "ok"
+    assert all(n > 0 for _, n in sink.calls) and sink.calls[0] == (0, 1)
+
+
+def test_link_feeds_a_tensor_sink_a_model_split_inside_size_header_and_tensors():
+    import numpy as np
+    from ember import _safetensors as st
+    params = {"a": np.arange(300, dtype=np.float32), "b": np.array(7, np.int64)}
+    image = st.dumps(params)
+
+    def split(parent, conn, head, sid):
+        _send_split(parent, conn, head, image, [3, 20, len(image) - 23 - 1000, 998])
+        return True
+    parent = FakeParent(on_head=split)
+    with _connect(parent) as link:
+        _, (got, meta) = link.request("site-1", "x.get", {}, timeout=5, sink=st.TensorSink())
+    parent.join()
+    assert list(got) == ["a", "b"] and meta == {}
+    assert got["a"].tolist() == params["a"].tolist() and got["b"] == 7 and got["a"].base is None
+
+
+def test_a_reply_that_is_not_ok_bypasses_the_sink():
+    def refuse(parent, conn, head, sid):
+        _send_split(parent, conn, head, b"why", [], status="internal")
+        return True
+    parent = FakeParent(on_head=refuse)
+    sink = _PiecesSink()
+    with _connect(parent) as link:
+        head, body = link.request("site-1", "x.get", {}, timeout=5, sink=sink)
+    parent.join()
+    assert head["status"] == "internal" and body == bytearray(b"why") and sink.size is None
+
+
+def test_a_refusing_sink_fails_the_request_and_the_link_stays_usable():
+    body = os.urandom(5000)
+
+    def serve(parent, conn, head, sid):
+        if head["topic"] == "x.get":
+            _send_split(parent, conn, head, body, [10, 2000])  # refused inside frame 2
+        else:
+            parent.reply(conn, head, {"second": True}, body=b"ok")
+        return True
+    parent = FakeParent(on_head=serve)
+    with _connect(parent) as link:
+        with pytest.raises(ValueError, match="sink refuses offset 25"):
+            link.request("site-1", "x.get", {}, timeout=5, sink=_PiecesSink(fail_at=20))
+        assert not link.closed and not link.pending
+        head, got = link.request("site-1", "x.next", {}, timeout=5)  # the rest is skipped
+    parent.join()
+    assert head["h"] == {"second": True} and got == bytearray(b"ok")
+
+
+def test_wait_reply_after_a_timeout_keeps_the_pending_sink():
+    body = os.urandom(100)
+
+    def late(parent, conn, head, sid):
+        threading.Timer(0.4, _send_split, (parent, conn, head, body, [50])).start()
+        return True
+    parent = FakeParent(on_head=late)
+    sink = _PiecesSink()
+    with _connect(parent) as link:
+        with pytest.raises(LinkTimeout):
+            link.request("site-1", "x.get", {}, timeout=0.1, sink=sink)
+        _, result = link.wait_reply(timeout=5)
+    parent.join()
+    assert result == ("done", body)
+
+
 # --- flow control (§8) -------------------------------------------------------------------
 
 class _RawParent:

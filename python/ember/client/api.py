@@ -123,21 +123,29 @@ class ClientAPI:
         self._model = self._task_model(h, self._fetch_model(h))
         return self._model
 
-    def _fetch_model(self, h: dict) -> Optional[bytearray]:
-        """The task's global model from the server (``fl.get_model``), or None."""
+    def _fetch_model(self, h: dict) -> Optional[Dict[str, Any]]:
+        """The task's global model from the server (``fl.get_model``) as name -> array
+        (or torch tensor), or None. The reply streams from the socket straight into one
+        array per tensor (st.TensorSink): no whole-model buffer, each tensor owns its
+        memory."""
         if not h.get("model_size"):
             return None
-        head, body = self._link.request(_SERVER, "fl.get_model",
-                                        {"site": self.get_site_name(), "task_id": h.get("task_id", "")})
-        _check(head, f"fl.get_model of task '{h.get('task_id')}' (round {h.get('current_round')})")
-        return body
-
-    def _task_model(self, h: dict, body: Optional[bytearray]) -> FLModel:
         try:
-            params = st.decode(body, to_torch=self._use_torch()) if body else None
+            sink = st.TensorSink(to_torch=self._use_torch())
         except ImportError as e:
             raise RuntimeError(f"the job's framework is 'pytorch' but {sys.executable} "
                                f"cannot import torch: {e}") from e
+        what = f"fl.get_model of task '{h.get('task_id')}' (round {h.get('current_round')})"
+        try:
+            head, body = self._link.request(
+                _SERVER, "fl.get_model",
+                {"site": self.get_site_name(), "task_id": h.get("task_id", "")}, sink=sink)
+        except st.SafetensorsError as e:
+            raise st.SafetensorsError(f"ember.client: {what}: bad model: {e}") from e
+        _check(head, what)
+        return body[0] if body else None  # an ok reply without a body: no params
+
+    def _task_model(self, h: dict, params: Optional[Dict[str, Any]]) -> FLModel:
         return FLModel(params=params, start_round=h.get("start_round", 0),
                        current_round=h.get("current_round"),
                        total_rounds=h.get("total_rounds"), meta=dict(h.get("meta") or {}))
