@@ -1,6 +1,8 @@
 // Cell: one named endpoint of the Ember network (docs/wire-format.md). A cell may listen
 // for children and may connect to one parent; messages are routed by FQCN: to itself,
 // to a connected child whose name is a prefix of the destination, else to the parent.
+// A cell in the middle relays a large body as it arrives, holding at most one
+// flow-control window of it (docs/wire-format.md §8, "Relays").
 //
 //   auto server = Cell::Start({.name = "server", .listen = "127.0.0.1:0"}).value();
 //   server->Handle("echo", [](Message m, Responder r) { r.Reply(m.h(), m.body); });

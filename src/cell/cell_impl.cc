@@ -63,6 +63,7 @@ Status CellImpl::Init() {
     if (!config.ok()) return config.status().WithContext(options_.name + ": transport config");
     config_ = std::make_shared<const base::Config>(std::move(*config));
   }
+  relay_min_body_ = config_->Get(base::kStreamingChunkSize);
   EMBER_RETURN_IF_ERROR(LoadTls());
   if (!options_.listen.empty()) EMBER_RETURN_IF_ERROR(StartListening());
   if (!options_.parent.empty()) EMBER_RETURN_IF_ERROR(ConnectParentBlocking());
@@ -116,14 +117,7 @@ void CellImpl::DialParent(std::function<void(Status)> done) {
                     auto self = weak.lock();
                     if (!self || self->stopping_) return attempt->Fire(Status::Unavailable("cell stopping"));
                     if (!t.ok()) return attempt->Fire(t.status());
-                    auto conn = net::Connection::Create(std::move(*t), net::ConnectionRole::kConnector,
-                                                        self->ConnectionOptionsFor(PeerRole::kParent),
-                                                        self->CallbacksFor(PeerRole::kParent, attempt));
-                    {
-                      std::lock_guard lock(self->mu_);
-                      self->connections_[conn->id()] = conn;
-                    }
-                    conn->Start();
+                    self->NewConnection(std::move(*t), PeerRole::kParent, attempt)->Start();
                   });
 }
 
@@ -156,17 +150,22 @@ void CellImpl::ScheduleReconnect() {
 
 void CellImpl::OnAccept(std::unique_ptr<net::Transport> transport) {
   if (stopping_) return transport->Close();
-  auto conn = net::Connection::Create(std::move(transport), net::ConnectionRole::kAcceptor,
-                                      ConnectionOptionsFor(PeerRole::kChild),
-                                      CallbacksFor(PeerRole::kChild, nullptr));
-  {
-    std::lock_guard lock(mu_);
-    connections_[conn->id()] = conn;
-  }
-  conn->Start();
+  NewConnection(std::move(transport), PeerRole::kChild, nullptr)->Start();
 }
 
-net::ConnectionOptions CellImpl::ConnectionOptionsFor(PeerRole role) const {
+net::Connection::Ptr CellImpl::NewConnection(std::unique_ptr<net::Transport> transport, PeerRole role,
+                                             std::shared_ptr<ParentAttempt> attempt) {
+  auto arrival = std::make_shared<Arrival>();
+  auto conn_role = role == PeerRole::kParent ? net::ConnectionRole::kConnector : net::ConnectionRole::kAcceptor;
+  auto conn = net::Connection::Create(std::move(transport), conn_role, ConnectionOptionsFor(role, arrival),
+                                      CallbacksFor(role, std::move(attempt)));
+  arrival->conn = conn;
+  std::lock_guard lock(mu_);
+  connections_[conn->id()] = conn;
+  return conn;
+}
+
+net::ConnectionOptions CellImpl::ConnectionOptionsFor(PeerRole role, std::shared_ptr<Arrival> arrival) const {
   net::ConnectionOptions o;
   o.local_name = options_.name;
   if (role == PeerRole::kParent) o.token = options_.parent_token;
@@ -175,10 +174,12 @@ net::ConnectionOptions CellImpl::ConnectionOptionsFor(PeerRole role) const {
   o.handshake_timeout = options_.connect_timeout;
   o.goaway_linger = kGoawayLinger;
   std::weak_ptr<CellImpl> weak = std::const_pointer_cast<CellImpl>(shared_from_this());
-  o.sink_factory = [weak](const wire::Json& head, uint64_t size) -> Result<std::unique_ptr<net::StreamSink>> {
+  o.sink_factory = [weak, arrival](const wire::Json& head,
+                                   uint64_t size) -> Result<std::unique_ptr<net::StreamSink>> {
     auto self = weak.lock();
-    if (!self) return net::MakeBufferingSink(size);
-    return self->MakeSink(head, size);
+    auto from = arrival->conn.lock();
+    if (!self || !from) return net::MakeBufferingSink(size);
+    return self->MakeSink(head, size, from);
   };
   bool cert_required = role == PeerRole::kParent ? options_.parent_security.mode != net::SecurityMode::kClear
                                                  : options_.security.mode == net::SecurityMode::kMtls;

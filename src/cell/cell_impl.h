@@ -4,6 +4,8 @@
 //   cell_impl.cc      life cycle: start, stop, connections to children and parent,
 //                     reconnecting to the parent
 //   cell_routing.cc   routing, forwarding, requests/replies/fires, handler dispatch
+//   stream_handlers.cc   the sink each incoming body streams into: a streamed handler's
+//                     consumer, a relay to the next hop (relay_sink.h), or a buffer
 //   cell.cc           Cell::Start, Responder
 //
 // Threading: connection callbacks arrive on io threads and only route, forward or post to
@@ -89,6 +91,11 @@ class CellImpl final : public Cell, public std::enable_shared_from_this<CellImpl
     net::Connection::Ptr conn;
   };
   struct ParentAttempt;
+  // The connection a sink factory's streams arrive on: set right after Connection::Create,
+  // before Start, so every HEAD sees it.
+  struct Arrival {
+    std::weak_ptr<net::Connection> conn;
+  };
 
   // cell_impl.cc: life cycle and connections.
   Status LoadTls();
@@ -97,10 +104,17 @@ class CellImpl final : public Cell, public std::enable_shared_from_this<CellImpl
   void DialParent(std::function<void(Status)> done);
   void ScheduleReconnect();
   void OnAccept(std::unique_ptr<net::Transport> transport);
-  net::ConnectionOptions ConnectionOptionsFor(PeerRole role) const;
-  // stream_handlers.cc: a consumer sink for a HEAD addressed to a streamed topic of this
-  // cell, else the buffering sink.
-  Result<std::unique_ptr<net::StreamSink>> MakeSink(const wire::Json& head, uint64_t body_size);
+  // Creates a connection over `transport`, registered in connections_ (not started).
+  net::Connection::Ptr NewConnection(std::unique_ptr<net::Transport> transport, PeerRole role,
+                                     std::shared_ptr<ParentAttempt> attempt);
+  net::ConnectionOptions ConnectionOptionsFor(PeerRole role, std::shared_ptr<Arrival> arrival) const;
+  // stream_handlers.cc: the sink for a HEAD that arrived on `from`: a relay if it passes
+  // through, a consumer sink if it is addressed to a streamed topic of this cell, else
+  // the buffering sink.
+  Result<std::unique_ptr<net::StreamSink>> MakeSink(const wire::Json& head, uint64_t body_size,
+                                                    const net::Connection::Ptr& from);
+  Result<std::unique_ptr<net::StreamSink>> MakeConsumerSinkFor(const wire::MessageFields& f,
+                                                               const wire::Json& head, uint64_t body_size);
   net::Connection::Callbacks CallbacksFor(PeerRole role, std::shared_ptr<ParentAttempt> attempt);
   void OnReady(const net::Connection::Ptr& conn, PeerRole role);
   void OnClosed(const net::Connection::Ptr& conn, PeerRole role, const Status& why);
@@ -113,6 +127,12 @@ class CellImpl final : public Cell, public std::enable_shared_from_this<CellImpl
   Route RouteFor(const std::string& dst, uint64_t arrived_on) const;
   void OnMessage(const net::Connection::Ptr& conn, net::IncomingMessage in);
   void Forward(const net::Connection::Ptr& from, const wire::MessageFields& f, net::IncomingMessage in);
+  // A large body passing through: sends its HEAD on at once and relays its DATA as it
+  // arrives (relay_sink.h). Small bodies are forwarded whole by Forward at END.
+  std::unique_ptr<net::StreamSink> RelaySink(const net::Connection::Ptr& from, wire::MessageFields f,
+                                            wire::Json head, uint64_t body_size);
+  net::Connection::Ptr NextHopOrReply(const net::Connection::Ptr& from, const wire::MessageFields& f);
+  void ReplyRelayFailed(const wire::MessageFields& f, const Status& why);
   void Deliver(const wire::MessageFields& f, net::IncomingMessage in);
   void Dispatch(const wire::MessageFields& f, Message message);
   void CompleteRequest(uint64_t req_id, Result<Message> result);
@@ -134,6 +154,7 @@ class CellImpl final : public Cell, public std::enable_shared_from_this<CellImpl
   std::shared_ptr<const base::Config> config_;  // transport settings; immutable after Init
   std::shared_ptr<net::TlsContext> listen_tls_;  // null: clear; immutable after Init
   std::shared_ptr<net::TlsContext> parent_tls_;  // null: clear; immutable after Init
+  uint64_t relay_min_body_ = 0;  // larger bodies passing through are relayed as they arrive; set in Init
 
   mutable std::mutex mu_;
   std::condition_variable closed_cv_;                                       // connections_ shrank

@@ -1,5 +1,5 @@
-// CellImpl messaging: routing (docs/wire-format.md §3), forwarding, request/reply
-// correlation, fire-and-forget and handler dispatch.
+// CellImpl messaging: routing (docs/wire-format.md §3), forwarding and relaying,
+// request/reply correlation, fire-and-forget and handler dispatch.
 #include <asio/post.hpp>
 #include <fmt/format.h>
 
@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "cell/cell_impl.h"
 #include "cell/consumer_sink.h"
+#include "cell/relay_sink.h"
 
 namespace ember::cell {
 
@@ -140,6 +141,8 @@ void CellImpl::SendReply(const ReplyTarget& target, std::string_view status, std
 // ---- incoming (io thread) -----------------------------------------------------------
 
 void CellImpl::OnMessage(const net::Connection::Ptr& conn, net::IncomingMessage in) {
+  // Its sink handled it already: a streamed handler's consumer, or a relay that forwarded it.
+  if (in.body && dynamic_cast<const ConsumedBody*>(in.body.get())) return;
   auto fields = wire::ReadMessageFields(in.header);
   if (!fields.ok()) {
     EMBER_LOG_WARN("{}: dropping a message from {}: {}", options_.name, conn->peer_name(),
@@ -154,24 +157,69 @@ void CellImpl::OnMessage(const net::Connection::Ptr& conn, net::IncomingMessage 
   Forward(conn, *fields, std::move(in));
 }
 
+// A message passing through whose body (at most one chunk) arrived whole.
 void CellImpl::Forward(const net::Connection::Ptr& from, const wire::MessageFields& f, net::IncomingMessage in) {
-  if (f.hops + 1 > wire::kMaxHops) {
-    EMBER_LOG_WARN("{}: dropping '{}' from {} to {}: more than {} hops", options_.name, f.topic, f.src, f.dst,
-                   wire::kMaxHops);
-    return ReplyError(f, wire::kStatusUnreachable, fmt::format("{}: hop limit exceeded", options_.name));
-  }
   if (!in.status.ok()) {
     return ReplyError(f, wire::WireStatusName(in.status.code()),
                       fmt::format("{}: {}", options_.name, in.status.message()));
   }
-  Route route = RouteFor(f.dst, from->id());
-  if (route.kind != Route::kPeer) {
-    return ReplyError(f, wire::kStatusUnreachable, fmt::format("{}: no route to '{}'", options_.name, f.dst));
-  }
+  net::Connection::Ptr next = NextHopOrReply(from, f);
+  if (!next) return;
   in.header["hops"] = f.hops + 1;
-  if (Status s = route.conn->Send(std::move(in.header), std::move(in.body)); !s.ok()) {
+  if (Status s = next->Send(std::move(in.header), std::move(in.body)); !s.ok()) {
     ReplyError(f, wire::kStatusClosed, fmt::format("{}: forwarding to {}: {}", options_.name, f.dst, s.message()));
   }
+}
+
+// At the HEAD of a larger body passing through (io thread of `from`): the HEAD goes on at
+// once and the DATA follows as it arrives. If it cannot be forwarded, the requester is
+// answered now and the body is dropped as it arrives.
+std::unique_ptr<net::StreamSink> CellImpl::RelaySink(const net::Connection::Ptr& from, wire::MessageFields f,
+                                                     wire::Json head, uint64_t body_size) {
+  if (f.src.empty()) {  // as in OnMessage: a direct peer that did not say who it is
+    f.src = from->peer_name();
+    head["src"] = f.src;
+  }
+  net::Connection::Ptr next = NextHopOrReply(from, f);
+  if (!next) return MakeDiscardingSink();
+  std::weak_ptr<CellImpl> weak = weak_from_this();
+  Relay relay = MakeRelay(body_size, [weak, f](const Status& why) {
+    if (auto self = weak.lock()) self->ReplyRelayFailed(f, why);
+  });
+  head["hops"] = f.hops + 1;
+  if (Status s = next->Send(std::move(head), relay.body, std::move(relay.on_sent)); !s.ok()) {
+    ReplyError(f, wire::kStatusClosed, fmt::format("{}: forwarding to {}: {}", options_.name, f.dst, s.message()));
+    return MakeDiscardingSink();
+  }
+  EMBER_LOG_DEBUG("{}: relaying '{}' from {} to {} ({} bytes)", options_.name, f.topic, f.src, f.dst, body_size);
+  return std::move(relay.sink);
+}
+
+// The next hop of a message passing through; null (the requester answered) if it has
+// none or would exceed the hop limit.
+net::Connection::Ptr CellImpl::NextHopOrReply(const net::Connection::Ptr& from, const wire::MessageFields& f) {
+  if (f.hops + 1 > wire::kMaxHops) {
+    EMBER_LOG_WARN("{}: dropping '{}' from {} to {}: more than {} hops", options_.name, f.topic, f.src, f.dst,
+                   wire::kMaxHops);
+    ReplyError(f, wire::kStatusUnreachable, fmt::format("{}: hop limit exceeded", options_.name));
+    return nullptr;
+  }
+  Route route = RouteFor(f.dst, from->id());
+  if (route.kind != Route::kPeer) {
+    ReplyError(f, wire::kStatusUnreachable, fmt::format("{}: no route to '{}'", options_.name, f.dst));
+    return nullptr;
+  }
+  return route.conn;
+}
+
+// A relayed stream broke downstream (aborted, starved of credit, connection closed).
+void CellImpl::ReplyRelayFailed(const wire::MessageFields& f, const Status& why) {
+  if (stopping_) return;  // every relay breaks at shutdown; nobody to answer
+  EMBER_LOG_WARN("{}: relaying '{}' from {} to {} failed: {}", options_.name, f.topic, f.src, f.dst,
+                 why.ToString());
+  std::string_view status = why.code() == StatusCode::kUnavailable ? wire::kStatusClosed
+                                                                    : wire::WireStatusName(why.code());
+  ReplyError(f, status, fmt::format("{}: forwarding to {}: {}", options_.name, f.dst, why.message()));
 }
 
 void CellImpl::Deliver(const wire::MessageFields& f, net::IncomingMessage in) {
@@ -188,8 +236,6 @@ void CellImpl::Deliver(const wire::MessageFields& f, net::IncomingMessage in) {
 }
 
 void CellImpl::Dispatch(const wire::MessageFields& f, Message message) {
-  // A streamed request's consumer sink dispatches it itself once its body is consumed.
-  if (message.body && dynamic_cast<const ConsumedBody*>(message.body.get())) return;
   Handler handler;
   {
     std::lock_guard lock(mu_);

@@ -19,8 +19,9 @@
 
 namespace ember::cell {
 
-// The body a ConsumerSink delivers upward: empty; tells the cell that the sink already
-// dispatched (or will dispatch) the message itself.
+// The body a ConsumerSink or a relay (relay_sink.h) delivers upward: empty; tells the
+// cell that the sink already handled the message itself (dispatched it or will, or
+// forwarded it as it arrived).
 class ConsumedBody final : public BodySource {
  public:
   uint64_t size() const override { return 0; }

@@ -81,7 +81,7 @@ Connection::Connection(std::unique_ptr<Transport> transport, ConnectionRole role
                   .max_open_streams = options_.max_incoming_streams,
                   .window = options_.window_size},
                  options_.sink_factory, CreditHooks()),
-      scheduler_(options_.chunk_size),
+      scheduler_(options_.chunk_size, [this](uint32_t stream_id) { return BodyWaker(stream_id); }),
       read_buf_(kReadBufferBytes),
       timer_(executor_),
       send_timer_(executor_),
@@ -344,6 +344,22 @@ StreamAssembler::CreditHooks Connection::CreditHooks() {
         });
       },
   };
+}
+
+// A parked live body calls this from any thread once it has more bytes; it resumes the
+// stream on the io thread and does nothing once the connection is gone.
+std::function<void()> Connection::BodyWaker(uint32_t stream_id) {
+  return [weak = weak_from_this(), stream_id] {
+    auto self = weak.lock();
+    if (!self) return;
+    asio::post(self->executor_, [self, stream_id] { self->OnBodyAvailable(stream_id); });
+  };
+}
+
+void Connection::OnBodyAvailable(uint32_t stream_id) {
+  if (state_ == State::kClosed) return;
+  scheduler_.OnBodyAvailable(stream_id);
+  MaybeWrite();
 }
 
 void Connection::OnSinkConsumed(uint32_t stream_id, uint64_t serial, uint64_t bytes) {

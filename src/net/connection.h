@@ -1,6 +1,7 @@
 // Connection: one peer link speaking the Ember frame protocol (docs/wire-format.md)
 // over a Transport. It exchanges HELLO (checking the token on the accepting side),
-// multiplexes outgoing messages as HEAD + DATA frames (SendScheduler), reassembles
+// multiplexes outgoing messages as HEAD + DATA frames (SendScheduler; a live body, one
+// still arriving, is sent as its bytes become available), reassembles
 // incoming ones (StreamAssembler), runs per-stream credit flow control (§8), answers
 // PING, and closes on any protocol error with a logged reason.
 //
@@ -142,6 +143,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Status OnCredit(const wire::Frame& frame);
   StreamAssembler::CreditHooks CreditHooks();
   void OnSinkConsumed(uint32_t stream_id, uint64_t serial, uint64_t bytes);
+  std::function<void()> BodyWaker(uint32_t stream_id);
+  void OnBodyAvailable(uint32_t stream_id);
   std::string HelloPayload() const;
   void MaybeWrite();
   void FillWriteBuffer();

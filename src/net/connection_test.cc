@@ -12,8 +12,11 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <future>
 #include <optional>
+#include <thread>
+#include <utility>
 
 #include "net/tcp.h"
 #include "wire/frame_decoder.h"
@@ -158,6 +161,77 @@ TEST_F(ConnectionTest, DeliversASmallMessageBeforeALargeBodySentEarlier) {
   EXPECT_EQ(first->header["topic"], "small");
   EXPECT_EQ(second->header["topic"], "big");
   EXPECT_EQ(second->body->size(), 64u << 20);
+}
+
+// A live body fed from another thread in uneven steps (byte i = i % 251), as a relay's is.
+class FedBody final : public wire::BodySource {
+ public:
+  explicit FedBody(uint64_t size) : size_(size) {}
+  uint64_t size() const override { return size_; }
+  uint64_t available() const override {
+    std::lock_guard lock(mu_);
+    return fed_;
+  }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> out) const override {
+    size_t n = std::min<uint64_t>(out.size(), available() - offset);
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>((offset + i) % 251);
+    return n;
+  }
+  void NotifyAvailable(uint64_t offset, std::function<void()> wake) const override {
+    {
+      std::lock_guard lock(mu_);
+      if (fed_ <= offset) {
+        wake_ = std::move(wake);
+        return;
+      }
+    }
+    wake();
+  }
+  void Feed(uint64_t n) {
+    std::function<void()> wake;
+    {
+      std::lock_guard lock(mu_);
+      fed_ = std::min(size_, fed_ + n);
+      wake = std::exchange(wake_, nullptr);
+    }
+    if (wake) wake();
+  }
+
+ private:
+  const uint64_t size_;
+  mutable std::mutex mu_;
+  uint64_t fed_ = 0;
+  mutable std::function<void()> wake_;
+};
+
+TEST_F(ConnectionTest, SendsALiveBodyAsItsBytesArrive) {
+  Listen({});
+  Dial({.chunk_size = 64 << 10});
+  ASSERT_TRUE(client_->WaitReady());
+  ASSERT_TRUE(server_->WaitReady());
+  const uint64_t size = (4 << 20) + 12345;
+  auto body = std::make_shared<FedBody>(size);
+  std::promise<Status> sent;
+  ASSERT_TRUE(client_->Conn()->Send({{"kind", "fire"}, {"topic", "live"}}, body,
+                                    [&sent](const Status& s) { sent.set_value(s); }).ok());
+  std::thread feeder([&] {
+    for (uint64_t fed = 0, step = 1000; fed < size; fed += step, step = step * 3 % 200000 + 1) {
+      body->Feed(step);
+      if (step % 7 == 0) std::this_thread::sleep_for(100us);
+    }
+  });
+  auto m = server_->WaitMessage();
+  feeder.join();
+  ASSERT_TRUE(m.has_value());
+  ASSERT_TRUE(m->status.ok()) << m->status.ToString();
+  ASSERT_EQ(m->body->size(), size);
+  const uint8_t* p = m->body->contiguous();
+  uint64_t bad = 0;
+  for (uint64_t i = 0; i < size; ++i) bad += p[i] != static_cast<uint8_t>(i % 251);
+  EXPECT_EQ(bad, 0u);
+  auto f = sent.get_future();
+  ASSERT_EQ(f.wait_for(5s), std::future_status::ready);
+  EXPECT_TRUE(f.get().ok());
 }
 
 TEST_F(ConnectionTest, RefusesAWrongTokenWithGoaway) {

@@ -44,8 +44,8 @@ SendScheduler::Appended Finished(FrameType type, uint32_t stream_id, SendSchedul
 
 }  // namespace
 
-SendScheduler::SendScheduler(size_t chunk_size)
-    : chunk_size_(std::clamp<size_t>(chunk_size, 1, wire::kMaxFramePayload)) {}
+SendScheduler::SendScheduler(size_t chunk_size, WakeFactory wake)
+    : chunk_size_(std::clamp<size_t>(chunk_size, 1, wire::kMaxFramePayload)), wake_(std::move(wake)) {}
 
 void SendScheduler::AddControl(FrameType type, std::string payload) {
   control_.push_back({type, 0, std::move(payload)});
@@ -88,13 +88,38 @@ void SendScheduler::OnCredit(uint32_t stream_id, uint64_t bytes) {
   if (it == bodies_.end()) return;
   OutStream& s = it->second;
   s.limit = bytes > s.size - s.limit ? s.size : s.limit + bytes;
-  if (!s.ready && s.offset < s.limit) MarkReady(s);
+  if (!s.ready && !s.waiting) Continue(s);
+}
+
+void SendScheduler::OnBodyAvailable(uint32_t stream_id) {
+  auto it = bodies_.find(stream_id);
+  if (it == bodies_.end() || !it->second.waiting) return;
+  it->second.waiting = false;
+  --waiting_streams_;
+  Continue(it->second);
+}
+
+// A stream that is neither ready nor parked: ready if it has both credit and bytes to
+// send; parked if only the bytes are missing; else it waits for credit (the caller has
+// set blocked_since when it ran out).
+void SendScheduler::Continue(OutStream& s) {
+  if (s.offset >= s.limit) return;
+  if (s.body->available() <= s.offset) return Park(s);
+  MarkReady(s);
+}
+
+// The body may wake us before NotifyAvailable returns; the wake is posted, so it finds
+// the stream parked.
+void SendScheduler::Park(OutStream& s) {
+  s.waiting = true;
+  ++waiting_streams_;
+  if (wake_) s.body->NotifyAvailable(s.offset, wake_(s.id));
 }
 
 // A body that can go whole in its next chunk is "small": it jumps the round-robin.
 void SendScheduler::MarkReady(OutStream& s) {
   s.ready = true;
-  bool small = s.offset == 0 && s.size <= chunk_size_ && s.size <= s.limit;
+  bool small = s.offset == 0 && s.size <= chunk_size_ && s.size <= s.limit && s.body->available() >= s.size;
   (small ? small_ : ready_).push_back(s.id);
 }
 
@@ -126,7 +151,7 @@ SendScheduler::Appended SendScheduler::AppendHead(std::vector<uint8_t>* out, Clo
   s.head = std::string();
   s.limit = std::min(s.size, peer_window_);
   s.blocked_since = now;
-  MarkReady(bodies_.emplace(id, std::move(s)).first->second);
+  Continue(bodies_.emplace(id, std::move(s)).first->second);
   return Sent(FrameType::kHead, id);
 }
 
@@ -136,7 +161,9 @@ SendScheduler::Appended SendScheduler::AppendData(std::deque<uint32_t>& from, st
   from.pop_front();
   OutStream& s = bodies_.at(id);
   s.ready = false;
-  size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_size_, s.limit - s.offset));
+  // A ready stream has bytes available beyond its offset (available() only grows).
+  uint64_t available = std::clamp(s.body->available(), s.offset, s.limit);
+  size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_size_, available - s.offset));
   size_t at = out->size();
   out->resize(at + kFrameHeaderSize + n);
   Result<size_t> got = s.body->ReadAt(s.offset, std::span<uint8_t>(out->data() + at + kFrameHeaderSize, n));
@@ -156,7 +183,7 @@ SendScheduler::Appended SendScheduler::AppendData(std::deque<uint32_t>& from, st
     bodies_.erase(id);
     return Finished(FrameType::kData, id, std::move(done));
   }
-  if (s.offset < s.limit) MarkReady(s);
+  if (s.offset < s.limit) Continue(s);
   else s.blocked_since = now;
   return Sent(FrameType::kData, id);
 }
@@ -174,7 +201,7 @@ std::vector<SendScheduler::Stalled> SendScheduler::TakeStalled(Clock::time_point
   std::vector<Stalled> stalled;
   for (auto it = bodies_.begin(); it != bodies_.end();) {
     OutStream& s = it->second;
-    if (s.ready || now - s.blocked_since < timeout) {
+    if (s.ready || s.waiting || now - s.blocked_since < timeout) {
       ++it;
       continue;
     }
@@ -191,6 +218,7 @@ size_t SendScheduler::Clear(std::vector<Done>* dropped) {
     for (auto& [id, s] : bodies_) dropped->push_back(std::move(s.done));
   }
   head_bytes_ = 0;
+  waiting_streams_ = 0;
   control_.clear();
   heads_.clear();
   bodies_.clear();

@@ -10,11 +10,18 @@
 // Bodies are read lazily, one chunk at a time, with BodySource::ReadAt straight into the
 // output buffer; a body is never copied whole.
 //
+// Live bodies (BodySource::available() < size(), e.g. a relay forwarding a stream as it
+// arrives): a DATA frame carries at most the bytes available now, and a stream with
+// credit but nothing available is parked "waiting for data" (not ready, and not counted
+// as starved of credit by TakeStalled). The scheduler asks the body to wake it through
+// the WakeFactory's callback; the owner then calls OnBodyAvailable on its own thread.
+//
 //   SendScheduler s(1 << 20);
 //   s.SetPeerWindow(16 << 20);                       // from the peer's HELLO
 //   s.AddMessage(head_json, body, [](const Status& st) { ... });
 //   while (auto a = s.AppendNext(&buf, /*allow_streams=*/true)) { ... }
 //   s.OnCredit(stream_id, bytes);                    // a CREDIT frame arrived
+//   s.OnBodyAvailable(stream_id);                    // a parked live body woke us
 //
 // Flow control (docs/wire-format.md §8): a stream may send at most `peer window` body
 // bytes plus the CREDIT it has received.
@@ -61,8 +68,13 @@ class SendScheduler {
     Done done;
   };
 
-  // REQUIRES: 0 < chunk_size <= wire::kMaxFramePayload.
-  explicit SendScheduler(size_t chunk_size);
+  // Makes the callback a parked live body calls (once, from any thread) when it has more
+  // bytes: it must get OnBodyAvailable(stream_id) called on the scheduler's thread.
+  using WakeFactory = std::function<std::function<void()>(uint32_t stream_id)>;
+
+  // REQUIRES: 0 < chunk_size <= wire::kMaxFramePayload. `wake` is needed for live bodies
+  // only (without it a parked live body is never resumed).
+  explicit SendScheduler(size_t chunk_size, WakeFactory wake = nullptr);
 
   // Queues a connection-level frame (HELLO, PING, PONG, GOAWAY); control frames go first,
   // in order.
@@ -81,6 +93,9 @@ class SendScheduler {
   // CREDIT arrived for our stream `stream_id`. Credit for a stream that already ended is
   // ignored (it crossed our END).
   void OnCredit(uint32_t stream_id, uint64_t bytes);
+  // The live body of stream `stream_id` may have more bytes (its wake callback ran).
+  // Ignored if the stream is not parked (ended, aborted, or already resumed).
+  void OnBodyAvailable(uint32_t stream_id);
 
   // Appends the next frame (header + payload) to `out`. Stream frames are held back while
   // `allow_streams` is false (handshake, closing). Returns nullopt when nothing is ready.
@@ -88,6 +103,7 @@ class SendScheduler {
                                      Clock::time_point now = Clock::now());
 
   // Removes and returns every stream that has waited for credit for `timeout` or longer.
+  // A stream waiting for its live body's data is not starved of credit and never taken.
   std::vector<Stalled> TakeStalled(Clock::time_point now, Clock::duration timeout);
 
   // Drops every queued frame; returns how many messages were dropped unfinished and
@@ -98,7 +114,9 @@ class SendScheduler {
   size_t queued_head_bytes() const { return head_bytes_; }
   bool has_control() const { return !control_.empty(); }
   // Streams with body left to send but no credit.
-  size_t blocked_streams() const { return bodies_.size() - ready_.size() - small_.size(); }
+  size_t blocked_streams() const { return bodies_.size() - ready_.size() - small_.size() - waiting_streams_; }
+  // Streams with credit whose live body has nothing more available yet (parked).
+  size_t waiting_streams() const { return waiting_streams_; }
 
  private:
   struct OutStream {
@@ -109,6 +127,7 @@ class SendScheduler {
     uint64_t offset = 0;
     uint64_t limit = 0;  // body bytes it may send: peer window + credit received
     bool ready = false;  // in ready_
+    bool waiting = false;  // parked until its live body has more bytes
     Clock::time_point blocked_since;
     Done done;
   };
@@ -122,10 +141,14 @@ class SendScheduler {
   Appended AppendHead(std::vector<uint8_t>* out, Clock::time_point now);
   Appended AppendData(std::deque<uint32_t>& from, std::vector<uint8_t>* out, Clock::time_point now);
   Appended AbortUnreadable(std::vector<uint8_t>* out, OutStream& s, Status why);
+  void Continue(OutStream& s);
+  void Park(OutStream& s);
   void MarkReady(OutStream& s);
   uint32_t NextStreamId();
 
   size_t chunk_size_;
+  WakeFactory wake_;
+  size_t waiting_streams_ = 0;
   uint64_t peer_window_ = wire::kDefaultWindow;
   uint32_t next_stream_id_ = 1;
   size_t head_bytes_ = 0;

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -153,6 +155,191 @@ TEST(SendScheduler, ClearCountsTheDroppedMessages) {
   EXPECT_EQ(s.Clear(), 2u);
   std::vector<uint8_t> buf;
   EXPECT_FALSE(s.AppendNext(&buf, true).has_value());
+}
+
+
+// ---- live bodies (a relay forwarding a stream as it arrives) ---------------------------
+
+// A body whose bytes "arrive" when the test calls Arrive (byte i = i % 251); Fail makes
+// every read an error, as a relay's body does when its incoming stream breaks.
+class LiveBody final : public wire::BodySource {
+ public:
+  explicit LiveBody(uint64_t size) : size_(size) {}
+  uint64_t size() const override { return size_; }
+  uint64_t available() const override { return failed_ ? size_ : arrived_; }
+  Result<size_t> ReadAt(uint64_t offset, std::span<uint8_t> out) const override {
+    if (failed_) return Status::Aborted("the incoming stream broke");
+    size_t n = std::min<uint64_t>(out.size(), arrived_ - offset);
+    for (size_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>((offset + i) % 251);
+    return n;
+  }
+  void NotifyAvailable(uint64_t offset, std::function<void()> wake) const override {
+    ++notify_calls;
+    if (available() > offset) return wake();
+    wake_ = std::move(wake);
+  }
+  void Arrive(uint64_t n) {
+    arrived_ += n;
+    if (wake_) std::exchange(wake_, nullptr)();
+  }
+  void Fail() {
+    failed_ = true;
+    if (wake_) std::exchange(wake_, nullptr)();
+  }
+  mutable int notify_calls = 0;
+
+ private:
+  uint64_t size_;
+  uint64_t arrived_ = 0;
+  bool failed_ = false;
+  mutable std::function<void()> wake_;
+};
+
+// "H1 D1:2 A1": type initial, stream id and (DATA) payload length.
+std::string Trace(const std::vector<Frame>& frames) {
+  std::string out;
+  for (const Frame& f : frames) {
+    if (!out.empty()) out += ' ';
+    out += wire::FrameTypeName(f.header.type).substr(0, 1);
+    out += std::to_string(f.header.stream_id);
+    if (f.header.type == FrameType::kData) out += ":" + std::to_string(f.header.length);
+  }
+  return out;
+}
+
+// A scheduler whose wake callbacks record the stream they wake (the connection would
+// post them to its io thread and call OnBodyAvailable there).
+struct WokenStreams {
+  std::vector<uint32_t> ids;
+  SendScheduler::WakeFactory Factory() {
+    return [this](uint32_t id) { return [this, id] { ids.push_back(id); }; };
+  }
+  void Deliver(SendScheduler& s) {
+    for (uint32_t id : std::exchange(ids, {})) s.OnBodyAvailable(id);
+  }
+};
+
+TEST(SendSchedulerLiveBody, ParksAStreamWithNothingAvailableAndResumesItWhenBytesArrive) {
+  WokenStreams woken;
+  SendScheduler s(4, woken.Factory());
+  auto body = std::make_shared<LiveBody>(10);
+  s.AddMessage("{}", body);
+  EXPECT_EQ(Trace(DrainAll(s)), "H1");
+  EXPECT_EQ(s.waiting_streams(), 1u);
+  EXPECT_EQ(s.blocked_streams(), 0u);
+  EXPECT_TRUE(woken.ids.empty());
+  body->Arrive(3);
+  EXPECT_EQ(woken.ids, std::vector<uint32_t>{1});
+  woken.Deliver(s);
+  EXPECT_EQ(s.waiting_streams(), 0u);
+  EXPECT_EQ(Trace(DrainAll(s)), "D1:3");  // a partial chunk: only 3 bytes were there
+  EXPECT_EQ(s.waiting_streams(), 1u);
+  body->Arrive(6);
+  woken.Deliver(s);
+  EXPECT_EQ(Trace(DrainAll(s)), "D1:4 D1:2");
+  body->Arrive(1);
+  woken.Deliver(s);
+  auto frames = DrainAll(s);
+  EXPECT_EQ(Trace(frames), "D1:1");
+  EXPECT_TRUE(frames[0].header.end());
+  EXPECT_EQ(frames[0].payload, std::string(1, static_cast<char>(9)));
+  EXPECT_EQ(s.queued_messages(), 0u);
+}
+
+TEST(SendSchedulerLiveBody, AStreamWaitingForDataIsNotStarvedOfCredit) {
+  WokenStreams woken;
+  SendScheduler s(4, woken.Factory());
+  s.SetPeerWindow(4);
+  auto t0 = SendScheduler::Clock::now();
+  auto body = std::make_shared<LiveBody>(12);
+  s.AddMessage("{}", body);
+  std::vector<uint8_t> buf;
+  while (s.AppendNext(&buf, true, t0)) {
+  }
+  EXPECT_TRUE(s.TakeStalled(t0 + std::chrono::hours(1), std::chrono::seconds(1)).empty());
+  EXPECT_EQ(s.queued_messages(), 1u);
+  // Out of credit with bytes waiting: that is a credit stall again.
+  body->Arrive(6);
+  woken.Deliver(s);
+  while (s.AppendNext(&buf, true, t0)) {
+  }
+  EXPECT_EQ(s.blocked_streams(), 1u);
+  EXPECT_EQ(s.waiting_streams(), 0u);
+  auto stalled = s.TakeStalled(t0 + std::chrono::seconds(5), std::chrono::seconds(1));
+  ASSERT_EQ(stalled.size(), 1u);
+  EXPECT_EQ(stalled[0].offset, 4u);
+}
+
+TEST(SendSchedulerLiveBody, SizesDataByCreditAndAvailabilityWhicheverIsLess) {
+  WokenStreams woken;
+  SendScheduler s(8, woken.Factory());
+  s.SetPeerWindow(5);
+  auto body = std::make_shared<LiveBody>(20);
+  body->Arrive(3);
+  s.AddMessage("{}", body);
+  EXPECT_EQ(Trace(DrainAll(s)), "H1 D1:3");  // available < credit < chunk
+  body->Arrive(10);
+  woken.Deliver(s);
+  EXPECT_EQ(Trace(DrainAll(s)), "D1:2");  // credit (5) < available (13)
+  s.OnCredit(1, 100);
+  EXPECT_EQ(Trace(DrainAll(s)), "D1:8");  // chunk: 8 of the 8 left available
+  EXPECT_EQ(s.waiting_streams(), 1u);     // credit but nothing more yet: parked
+  body->Arrive(7);
+  woken.Deliver(s);
+  EXPECT_EQ(Trace(DrainAll(s)), "D1:7");
+  EXPECT_EQ(s.queued_messages(), 0u);
+}
+
+TEST(SendSchedulerLiveBody, AbortsAParkedStreamWhoseBodyFails) {
+  WokenStreams woken;
+  SendScheduler s(4, woken.Factory());
+  auto body = std::make_shared<LiveBody>(10);
+  Status result;
+  s.AddMessage("{}", body, [&](const Status& st) { result = st; });
+  s.AddMessage("{}", wire::BytesBody("ok"));
+  body->Arrive(2);
+  EXPECT_EQ(Trace(DrainAll(s)), "H1 H2 D2:2 D1:2");
+  body->Fail();
+  woken.Deliver(s);
+  std::vector<uint8_t> buf;
+  auto a = s.AppendNext(&buf, true);
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->type, FrameType::kAbort);
+  EXPECT_TRUE(a->message_done);
+  EXPECT_EQ(a->error.code(), StatusCode::kAborted);
+  ASSERT_TRUE(a->done);
+  a->done(a->error);
+  EXPECT_EQ(result.code(), StatusCode::kAborted);
+  EXPECT_EQ(s.queued_messages(), 0u);
+}
+
+TEST(SendSchedulerLiveBody, IgnoresAWakeForAStreamThatIsNotParked) {
+  WokenStreams woken;
+  SendScheduler s(4, woken.Factory());
+  auto body = std::make_shared<LiveBody>(8);
+  body->Arrive(8);
+  s.AddMessage("{}", body);
+  std::vector<uint8_t> buf;
+  s.AppendNext(&buf, true);  // HEAD: ready, never parked
+  EXPECT_EQ(body->notify_calls, 0);
+  s.OnBodyAvailable(1);
+  s.OnBodyAvailable(99);
+  EXPECT_EQ(Trace(DrainAll(s)), "D1:4 D1:4");
+  EXPECT_TRUE(woken.ids.empty());
+}
+
+TEST(SendSchedulerLiveBody, SendsASmallLiveBodyAsItsBytesArrive) {
+  WokenStreams woken;
+  SendScheduler s(4, woken.Factory());
+  auto body = std::make_shared<LiveBody>(3);
+  s.AddMessage("{}", body);
+  EXPECT_EQ(Trace(DrainAll(s)), "H1");
+  body->Arrive(1);
+  woken.Deliver(s);
+  EXPECT_EQ(Trace(DrainAll(s)), "D1:1");
+  body->Arrive(2);
+  woken.Deliver(s);
+  EXPECT_EQ(Trace(DrainAll(s)), "D1:2");
 }
 
 }  // namespace
