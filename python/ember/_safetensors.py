@@ -316,12 +316,19 @@ class TensorSink:
     ``finish()`` returns (name -> array or tensor in header order, metadata); arrays are
     writable. Errors are SafetensorsError, raised as soon as the bytes that show them
     have arrived (an oversized header before anything is allocated for it).
+
+    `recycle` (name -> numpy array nobody else references, e.g. last round's tensors the
+    script let go of) are filled instead of new arrays when name, dtype and shape match:
+    no fresh pages to fault in and zero. ``arrays`` maps each name to the numpy array
+    its bytes landed in (under a torch tensor, the array it shares memory with).
     """
 
-    def __init__(self, to_torch: bool = False):
+    def __init__(self, to_torch: bool = False, recycle: Optional[Dict[str, np.ndarray]] = None):
         if to_torch:
             import torch  # noqa: F401  (fails here, before anything is received)
         self.to_torch = to_torch
+        self._recycle = dict(recycle or {})
+        self.arrays: Dict[str, np.ndarray] = {}
         self._size = -1                  # body_size, from begin()
         self._pos = 0                    # body bytes handed out (and so received)
         self._prefix = bytearray(8)      # the u64 header size
@@ -379,16 +386,25 @@ class TensorSink:
         out: Dict[str, Any] = {}
         for t in infos:
             if t.dtype == "BF16":
-                raw = np.empty(math.prod(t.shape), "<i2")
+                raw = self._array(t.name, (math.prod(t.shape),), np.dtype("<i2"))
                 out[t.name] = torch.from_numpy(raw).view(torch.bfloat16).reshape(t.shape)
             else:
-                raw = np.empty(t.shape, DTYPES[t.dtype])
+                raw = self._array(t.name, tuple(t.shape), np.dtype(DTYPES[t.dtype]))
                 out[t.name] = as_torch(raw) if self.to_torch else raw
+            self.arrays[t.name] = raw
             if t.end > t.begin:
                 self._segments.append((self._data_start + t.begin, self._data_start + t.end,
                                        memoryview(raw.reshape(-1).view(np.uint8))))
         self._segments.sort(key=lambda seg: seg[0])
+        self._recycle = {}
         self._out = (out, metadata)
+
+    def _array(self, name: str, shape: Tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        old = self._recycle.pop(name, None)
+        if old is not None and old.shape == shape and old.dtype == dtype and old.flags.writeable \
+                and old.flags.c_contiguous and old.base is None:
+            return old
+        return np.empty(shape, dtype)
 
     def _data_views(self, offset: int, end: int) -> List[memoryview]:
         views = []

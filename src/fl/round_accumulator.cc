@@ -1,5 +1,7 @@
 #include "fl/round_accumulator.h"
 
+#include <cstring>
+
 #include "fl/file_writer.h"
 #include "tensor/convert.h"
 
@@ -68,22 +70,22 @@ Status RoundAccumulator::WriteTensor(const tensor::TensorInfo& info, size_t inde
   const size_t esize = tensor::DTypeSize(info.dtype);
   const bool keep = (exclude_ && std::regex_search(info.name, *exclude_)) || sum_.total_weight(index) <= 0;
   std::vector<uint8_t> base(std::min(n, kChunkElements) * esize);
-  std::vector<double> mean(std::min(n, kChunkElements));
+  std::vector<double> mean(type_ == ParamsType::kDiff ? std::min(n, kChunkElements) : 0);
   for (uint64_t first = 0; first < n; first += kChunkElements) {
     const uint64_t count = std::min(kChunkElements, n - first);
     std::span<uint8_t> raw(base.data(), count * esize);
     if (keep || type_ == ParamsType::kDiff) EMBER_RETURN_IF_ERROR(base_.ReadTensor(info, first * esize, raw));
-    if (keep) {
-      EMBER_RETURN_IF_ERROR(out.Append(raw));
-      continue;
-    }
-    std::span<double> m(mean.data(), count);
-    sum_.MeanChunk(index, first, m);
-    if (type_ == ParamsType::kDiff) {
+    if (!keep && type_ == ParamsType::kFull) {
+      sum_.StoreMeanChunk(index, first, info.dtype, raw);  // one pass, no F64 detour
+    } else if (!keep) {                                    // DIFF: global + mean update
+      std::span<double> m(mean.data(), count);
+      sum_.MeanChunk(index, first, m);
       std::vector<double> b = tensor::ToF64({info.dtype, {static_cast<int64_t>(count)}, raw});
       for (uint64_t k = 0; k < count; ++k) m[k] += b[k];
+      std::vector<uint8_t> stored = tensor::FromF64(m, info.dtype);
+      std::memcpy(raw.data(), stored.data(), raw.size());
     }
-    EMBER_RETURN_IF_ERROR(out.Append(tensor::FromF64(m, info.dtype)));
+    EMBER_RETURN_IF_ERROR(out.Append(raw));
   }
   return Status::Ok();
 }

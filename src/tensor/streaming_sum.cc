@@ -68,4 +68,15 @@ void StreamingSum::MeanChunk(size_t index, uint64_t first, std::span<double> out
   }
 }
 
+void StreamingSum::StoreMeanChunk(size_t index, uint64_t first, DType dtype, std::span<uint8_t> out) const {
+  const Slot& slot = tensors_.at(index);
+  std::lock_guard lock(*slot.mu);
+  const size_t count = out.size() / DTypeSize(dtype);
+  if (slot.sum32.empty()) {
+    kernels::StoreMeanAs(dtype, slot.sum64.data() + first, count, slot.total_weight, out.data());
+  } else {
+    kernels::StoreMeanAs(dtype, slot.sum32.data() + first, count, slot.total_weight, out.data());
+  }
+}
+
 }  // namespace ember::tensor

@@ -6,7 +6,7 @@
 //   StreamingSum sum(global.tensors(), AccumulateAs::kF32);
 //   sum.AddElements(i, DType::kF32, /*first=*/0, bytes, /*weight=*/10);   // from site-1's stream
 //   sum.CommitWeight(i, 10);                                               // site-1 finished it
-//   sum.MeanChunk(i, /*first=*/0, out);                                    // sum / total weight
+//   sum.StoreMeanChunk(i, /*first=*/0, DType::kF32, out);                  // sum / total weight
 //
 // Memory: one accumulator element (4 or 8 bytes) per model element, allocated up front.
 // Thread-safety: AddElements/CommitWeight lock only the tensor they touch (one mutex per
@@ -49,6 +49,9 @@ class StreamingSum {
   // Writes (sum / total weight) of elements [first, first + out.size()) as F64.
   // REQUIRES: total_weight(index) > 0.
   void MeanChunk(size_t index, uint64_t first, std::span<double> out) const;
+  // The same mean stored as `dtype` into `out` (dtype's size per element) in one pass.
+  // REQUIRES: total_weight(index) > 0; out.size() a multiple of DTypeSize(dtype).
+  void StoreMeanChunk(size_t index, uint64_t first, DType dtype, std::span<uint8_t> out) const;
   // Bytes held by the accumulators.
   uint64_t memory_bytes() const { return memory_bytes_; }
 

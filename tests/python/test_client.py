@@ -291,6 +291,29 @@ def test_clear_cache_releases_the_received_model():
     parent.join()
 
 
+def test_the_next_model_lands_in_the_arrays_the_script_let_go_of():
+    tasks = [task(r, total=3, params={"w": np.full(1000, float(r)), "b": np.ones(3)}) for r in range(3)]
+    parent = FakeParent(tasks=tasks)
+    api = ClientAPI(parent.env())
+    address = lambda a: a.__array_interface__["data"][0]
+    m = api.receive()
+    w0 = address(m.params["w"])
+    api.send(FLModel(params=m.params))  # clear_cache: the script holds nothing of round 0
+    del m
+    m = api.receive()
+    assert address(m.params["w"]) == w0  # recycled: no fresh pages
+    assert m.params["w"].tolist() == [1.0] * 1000
+    kept = m.params["w"]                 # the script keeps round 1's tensor
+    api.send(FLModel(params=m.params))
+    del m
+    m = api.receive()
+    assert address(m.params["w"]) != address(kept)  # never overwritten while referenced
+    assert kept.tolist() == [1.0] * 1000 and m.params["w"].tolist() == [2.0] * 1000
+    api.send(FLModel(params=m.params))
+    assert api.receive() is None
+    parent.join()
+
+
 # --- frameworks --------------------------------------------------------------------------------
 
 @needs_torch

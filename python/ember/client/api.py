@@ -25,6 +25,7 @@ import math
 import numbers
 import os
 import sys
+import weakref
 from typing import Any, Dict, Mapping, Optional
 
 import numpy as np
@@ -56,6 +57,8 @@ class ClientAPI:
         self._task: Dict[str, Any] = {}          # h of the current task
         self._model: Optional[FLModel] = None    # received, not yet answered
         self._kept: tuple = ()                   # received/sent models when clear_cache=False
+        self._last: Dict[str, Any] = {}          # weakrefs to the received model's arrays
+        self._pool: Dict[str, np.ndarray] = {}   # received arrays after send(), to reuse
         self._ended = False
         self._sent_torch = False
         self._sends = 0
@@ -131,7 +134,7 @@ class ClientAPI:
         if not h.get("model_size"):
             return None
         try:
-            sink = st.TensorSink(to_torch=self._use_torch())
+            sink = st.TensorSink(to_torch=self._use_torch(), recycle=self._take_unshared_pool())
         except ImportError as e:
             raise RuntimeError(f"the job's framework is 'pytorch' but {sys.executable} "
                                f"cannot import torch: {e}") from e
@@ -143,7 +146,16 @@ class ClientAPI:
         except st.SafetensorsError as e:
             raise st.SafetensorsError(f"ember.client: {what}: bad model: {e}") from e
         _check(head, what)
+        # Weak until send(): a tensor the script drops while training is freed at once.
+        self._last = {name: weakref.ref(a) for name, a in sink.arrays.items()}
         return body[0] if body else None  # an ok reply without a body: no params
+
+    def _take_unshared_pool(self) -> Dict[str, np.ndarray]:
+        """Last model's arrays that only the pool still references: the script let go
+        of them (``send`` with clear_cache), so the next model may land in them."""
+        pool, self._pool = self._pool, {}
+        # getrefcount sees the dict's reference and its own argument: 2 = nobody else.
+        return {name: pool[name] for name in list(pool) if sys.getrefcount(pool[name]) == 2}
 
     def _task_model(self, h: dict, params: Optional[Dict[str, Any]]) -> FLModel:
         return FLModel(params=params, start_round=h.get("start_round", 0),
@@ -214,6 +226,10 @@ class ClientAPI:
             for m in (self._model, sent):
                 if m is not None:
                     m.params = None
+            # The received arrays still alive wait here for the next model to land in
+            # them, unless the script still uses them then (see _take_unshared_pool).
+            self._pool = {name: a for name, a in ((n, r()) for n, r in self._last.items()) if a is not None}
+        self._last = {}
         self._kept = () if clear_cache else (self._model, sent)
         self._model = None
         self._sends += 1
@@ -240,6 +256,7 @@ class ClientAPI:
         self._ended = True
         self._model = None
         self._kept = ()
+        self._pool = {}
 
     # -- state queries -------------------------------------------------------------------
 
@@ -302,6 +319,7 @@ class ClientAPI:
         """Drops the models kept by ``send(..., clear_cache=False)``. The current
         task's model stays until it is answered: the parent is waiting for that."""
         self._kept = ()
+        self._pool = {}
 
     def shutdown(self) -> None:
         """Closes the link; later calls behave as after the job's end."""
