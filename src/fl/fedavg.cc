@@ -64,7 +64,9 @@ class ResultConsumer final : public cell::BodyConsumer {
     summary_->bytes_in += bytes_;
     return Status::Ok();
   }
-  void Cancel(const Status&) override { (void)folder_->Cancel(); }
+  void Cancel(const Status&) override {
+    if (Status s = folder_->Cancel(); !s.ok()) acc_->Poison(s);
+  }
 
  private:
   std::shared_ptr<RoundAccumulator> acc_;   // declared first: outlives folder_, which folds into it
@@ -146,8 +148,10 @@ Result<RoundSummary> FedAvg::RunOneRound(ServerComm& comm, int round, const std:
                {"current_round", round}, {"total_rounds", config_.num_rounds},
                {"params_type", config_.params_transfer_type}, {"meta", json::object()}};
   // Shared with the result consumers, which may outlive a failed round.
+  // Journal folded bytes only if the round could survive losing a result (docs/memory.md).
+  const bool journal = static_cast<int>(sites.size()) > config_.min_clients;
   auto acc = std::make_shared<RoundAccumulator>(
-      global_, AccumulatorOptions{config_.exclude_vars, AccumulateAs(), workspace_});
+      global_, AccumulatorOptions{config_.exclude_vars, AccumulateAs(), workspace_, journal});
   auto shared_summary = std::make_shared<SharedSummary>();
   auto on_result = [this, acc, shared_summary, round](const std::string& site, const json& h,
                                                uint64_t body_size) -> Result<std::unique_ptr<cell::BodyConsumer>> {

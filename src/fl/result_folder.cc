@@ -104,6 +104,7 @@ Status ResultFolder::Write(std::span<const uint8_t> chunk) {
   // any piece is emitted, and Validate runs before the first piece is folded).
   Status s = parser_.Feed(chunk);
   if (!s.ok()) return s.WithContext(options_.site + " result");
+  if (!options_.journal) return Status::Ok();
   s = Journal(chunk);
   if (!s.ok()) journal_broken_ = true;
   return s;
@@ -125,6 +126,11 @@ Status ResultFolder::Cancel() {
   cancelled_ = true;
   if (journal_broken_) {
     return Status::DataLoss(options_.site + ": the rollback journal failed; the round's sum is unusable");
+  }
+  if (!options_.journal && !pass_->sent().empty()) {
+    return Status::DataLoss(options_.site + ": result broke off after part of it was folded, and the "
+                            "round keeps no rollback journal (it has no result to spare above "
+                            "min_clients); the round's sum is unusable");
   }
   if (journal_fd_ < 0) return Status::Ok();
   // Replay exactly the journaled bytes with the negated weight.

@@ -2,6 +2,8 @@
 // streams in, so the server never holds a whole client update. The bytes folded so far
 // are journaled to an unlinked temp file; if the upload breaks off, Cancel() replays the
 // journal with the negated weight, so the round's average never includes half an update.
+// Without a journal (a round that could not survive losing a result anyway) a broken
+// result that folded anything leaves the sum unusable, and Cancel says so.
 //
 //   ResultFolder folder(sum, body_size, {.weight = 100, .site = "site-1", ...});
 //   for (chunk : body) EMBER_RETURN_IF_ERROR(folder.Write(chunk));
@@ -29,6 +31,7 @@ struct FoldOptions {
   double weight = 1.0;
   const std::regex* exclude = nullptr;  // tensors matching it are skipped
   std::string journal_dir;              // where the rollback journal lives (a temp file)
+  bool journal = true;                  // false: no rollback (see the top of this file)
   std::string site;                     // for messages
 };
 
@@ -45,7 +48,8 @@ class ResultFolder {
   // REQUIRES: every byte arrived. Commits the weight of each tensor the result carried.
   Status Finish();
   // Takes back everything folded so far. Idempotent; Finish after Cancel is an error.
-  // DataLoss if the journal could not be written or read: the round's sum is then unusable.
+  // DataLoss if the journal could not be written or read, or there was none and bytes
+  // were folded: the round's sum is then unusable.
   Status Cancel();
 
  private:

@@ -30,7 +30,7 @@ class ResultFolderTest : public ::testing::Test {
                                             {"b", tensor::DType::kF32, {2}, 12, 20}};
   tensor::StreamingSum sum_{model_, tensor::AccumulateAs::kF64};
   FoldOptions Opts(double w, const std::string& site) {
-    return {w, nullptr, std::filesystem::temp_directory_path().string(), site};
+    return {.weight = w, .journal_dir = std::filesystem::temp_directory_path().string(), .site = site};
   }
   std::vector<double> Mean(size_t i, size_t n) {
     std::vector<double> out(n);
@@ -45,8 +45,12 @@ TEST_F(ResultFolderTest, InterleavedStreamsSplitAnywhereGiveTheWeightedMean) {
   ResultFolder fx(sum_, x.size(), Opts(1, "site-1"));
   ResultFolder fy(sum_, y.size(), Opts(2, "site-2"));
   for (size_t off = 0; off < std::max(x.size(), y.size()); off += 3) {  // 3 splits elements
-    if (off < x.size()) ASSERT_TRUE(fx.Write(Bytes(x, off, 3)).ok());
-    if (off < y.size()) ASSERT_TRUE(fy.Write(Bytes(y, off, 3)).ok());
+    if (off < x.size()) {
+      ASSERT_TRUE(fx.Write(Bytes(x, off, 3)).ok());
+    }
+    if (off < y.size()) {
+      ASSERT_TRUE(fy.Write(Bytes(y, off, 3)).ok());
+    }
   }
   ASSERT_TRUE(fx.Finish().ok());
   ASSERT_TRUE(fy.Finish().ok());
@@ -84,6 +88,20 @@ TEST_F(ResultFolderTest, AWrongShapeIsRefusedBeforeAnythingIsFolded) {
   ASSERT_TRUE(g.Write(Bytes(good, 0, good.size())).ok());
   ASSERT_TRUE(g.Finish().ok());
   EXPECT_EQ(Mean(0, 3), (std::vector<double>{2, 2, 2}));
+}
+
+TEST_F(ResultFolderTest, WithoutAJournalABrokenUploadThatFoldedDataPoisonsTheSum) {
+  const std::string x = Image({{"a", {1, 2, 3}}, {"b", {10, 20}}});
+  FoldOptions no_journal = Opts(1, "site-1");
+  no_journal.journal = false;
+  ResultFolder header_only(sum_, x.size(), no_journal);
+  ASSERT_TRUE(header_only.Write(Bytes(x, 0, x.size() - 20)).ok());  // no tensor data yet
+  EXPECT_TRUE(header_only.Cancel().ok());                            // nothing to take back
+  ResultFolder f(sum_, x.size(), no_journal);
+  ASSERT_TRUE(f.Write(Bytes(x, 0, x.size() - 6)).ok());
+  Status s = f.Cancel();
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_NE(s.message().find("no rollback journal"), std::string::npos) << s.message();
 }
 
 TEST_F(ResultFolderTest, FinishBeforeEveryByteArrivedIsDataLoss) {

@@ -32,7 +32,8 @@ Result<std::unique_ptr<ResultFolder>> RoundAccumulator::Begin(const std::string&
     if (type_ && *type_ != type) return Status::InvalidArgument("mixes FULL and DIFF results in one round");
     type_ = type;
   }
-  FoldOptions fo{weight, exclude_ ? &*exclude_ : nullptr, options_.journal_dir, site};
+  FoldOptions fo{.weight = weight, .exclude = exclude_ ? &*exclude_ : nullptr, .journal_dir = options_.journal_dir,
+                 .journal = options_.journal, .site = site};
   return std::make_unique<ResultFolder>(sum_, body_size, fo);
 }
 
@@ -47,6 +48,11 @@ Status RoundAccumulator::Commit(ResultFolder& folder, double weight, const json&
   ++num_results_;
   total_weight_ += weight;
   return Status::Ok();
+}
+
+void RoundAccumulator::Poison(Status why) {
+  std::lock_guard lock(mu_);
+  if (poisoned_.ok()) poisoned_ = std::move(why);
 }
 
 int RoundAccumulator::num_results() const {
@@ -91,6 +97,10 @@ Status RoundAccumulator::WriteTensor(const tensor::TensorInfo& info, size_t inde
 }
 
 Result<GlobalModel> RoundAccumulator::Finish(const std::string& path) const {
+  {
+    std::lock_guard lock(mu_);
+    if (!poisoned_.ok()) return poisoned_;
+  }
   const auto& infos = base_.tensors();
   EMBER_ASSIGN_OR_RETURN(FileWriter out, FileWriter::Create(path));
   const std::string header = tensor::EncodeSafetensorsHeader(infos, base_.header().metadata);

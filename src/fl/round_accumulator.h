@@ -37,6 +37,7 @@ struct AccumulatorOptions {
   std::string exclude_vars;                                     // regex; empty = none
   tensor::AccumulateAs accumulate_as = tensor::AccumulateAs::kF64;
   std::string journal_dir = "/tmp";                             // rollback journals
+  bool journal = true;                                          // false: no rollback (ResultFolder)
 };
 
 class RoundAccumulator {
@@ -50,6 +51,8 @@ class RoundAccumulator {
   // Finishes `folder` (every byte arrived) and counts the result's metrics.
   Status Commit(ResultFolder& folder, double weight, const nlohmann::json& metrics);
 
+  // A result could not be taken back (ResultFolder::Cancel failed): Finish returns `why`.
+  void Poison(Status why);
   int num_results() const;
   // Weighted mean of each numeric metric every result reported (bools as 0/1).
   nlohmann::json AggregatedMetrics() const;
@@ -68,6 +71,7 @@ class RoundAccumulator {
   mutable std::mutex mu_;
   // Guarded by mu_.
   std::optional<ParamsType> type_;
+  Status poisoned_;
   int num_results_ = 0;
   double total_weight_ = 0;
   std::map<std::string, double> metric_sums_;

@@ -264,10 +264,10 @@ class ServerRoundTest : public ::testing::TestWithParam<Break> {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  ServerOptions Options(int rounds) {
+  ServerOptions Options(int rounds, int min_clients = 3) {
     ServerOptions o;
     o.job.name = "exclusion";
-    o.job.server.min_clients = 3;
+    o.job.server.min_clients = min_clients;
     o.job.server.num_rounds = rounds;
     o.job.server.initial_model = (dir_ / "initial.safetensors").string();
     o.job_id = "job-x";
@@ -330,6 +330,23 @@ TEST_P(ServerRoundTest, SiteBreakingOffMidUploadIsExcludedAndTheRestAverageExact
     if (std::abs(received2[i] - want) > 1e-6 * std::abs(want) + 1e-6) ++bad;
   }
   EXPECT_EQ(bad, 0u);
+}
+
+// With min_clients = 4 of 4 sites no result can be spared: the round keeps no rollback
+// journal, and a result breaking off fails the job naming the site and why.
+TEST_P(ServerRoundTest, WithNoResultToSpareABreakFailsTheJobNamingTheSite) {
+  auto server = ServerRuntime::Start(Options(2, /*min_clients=*/4)).value();
+  Turnstile turns;
+  std::vector<std::unique_ptr<TestSite>> sites;
+  for (int k = 0; k < kSites; ++k) sites.push_back(std::make_unique<TestSite>(k, server->address(), &turns));
+  sites[3]->BreakIn(0, GetParam());
+  for (auto& s : sites) s->Start([] {}, [] {});
+  Status outcome = server->Wait();
+  sites.clear();
+  ASSERT_FALSE(outcome.ok());
+  EXPECT_NE(outcome.message().find("round 0: only 3 result(s), min_clients is 4"), std::string::npos)
+      << outcome.ToString();
+  EXPECT_NE(outcome.message().find("site-4"), std::string::npos) << outcome.ToString();
 }
 
 INSTANTIATE_TEST_SUITE_P(Breaks, ServerRoundTest, ::testing::Values(Break::kDisconnect, Break::kAbort),
