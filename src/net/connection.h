@@ -193,7 +193,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   StreamAssembler assembler_;
   SendScheduler scheduler_;
   std::vector<uint8_t> read_buf_;
-  std::vector<uint8_t> write_buf_;
+  FrameBuffer write_buf_;
   size_t write_pos_ = 0;                 // bytes of write_buf_ already written
   std::vector<SendDone> write_done_;     // messages whose last frame is in write_buf_
   bool writing_ = false;

@@ -20,7 +20,7 @@ using namespace std::chrono_literals;
 using wire::Frame;
 using wire::FrameType;
 
-std::vector<Frame> Decode(const std::vector<uint8_t>& bytes) {
+std::vector<Frame> Decode(const FrameBuffer& bytes) {
   wire::FrameDecoder d;
   std::vector<Frame> frames;
   EXPECT_TRUE(d.Feed(bytes, &frames).ok());
@@ -29,7 +29,7 @@ std::vector<Frame> Decode(const std::vector<uint8_t>& bytes) {
 
 // Appends frames until the scheduler has nothing ready; returns them decoded.
 std::vector<Frame> Drain(SendScheduler& s, SendScheduler::Clock::time_point now = SendScheduler::Clock::now()) {
-  std::vector<uint8_t> buf;
+  FrameBuffer buf;
   while (s.AppendNext(&buf, true, now)) {
   }
   return Decode(buf);
@@ -84,7 +84,7 @@ TEST(SendSchedulerCredit, CompletesSmallMessagesInTheOrderTheyWereQueued) {
 TEST(SendSchedulerCredit, SendsCreditAndAbortFramesBeforeAnyData) {
   SendScheduler s(4);
   s.AddMessage("{}", wire::BytesBody(std::string(8, 'a')));
-  std::vector<uint8_t> buf;
+  FrameBuffer buf;
   ASSERT_TRUE(s.AppendNext(&buf, true));  // HEAD 1
   s.AddCredit(9, 1234);
   s.AddAbort(5, R"({"code":"timeout","message":"m"})");
@@ -128,7 +128,7 @@ TEST(SendSchedulerCredit, HandsTheCallbackOverWithTheLastFrameOrOnClear) {
   std::vector<std::string> seen;
   s.AddMessage("{}", wire::BytesBody("abc"), [&](const Status& st) { seen.push_back("a:" + st.ToString()); });
   s.AddMessage("{}", nullptr, [&](const Status& st) { seen.push_back("b:" + st.ToString()); });
-  std::vector<uint8_t> buf;
+  FrameBuffer buf;
   std::vector<SendScheduler::Done> finished;
   while (auto a = s.AppendNext(&buf, true)) {
     if (a->message_done) finished.push_back(std::move(a->done));

@@ -13,7 +13,7 @@ namespace ember::net {
 using wire::FrameType;
 using wire::kFrameHeaderSize;
 
-void AppendFrame(std::vector<uint8_t>* out, FrameType type, uint16_t flags, uint32_t stream_id,
+void AppendFrame(FrameBuffer* out, FrameType type, uint16_t flags, uint32_t stream_id,
                  std::string_view payload) {
   size_t at = out->size();
   out->resize(at + kFrameHeaderSize + payload.size());
@@ -123,7 +123,7 @@ void SendScheduler::MarkReady(OutStream& s) {
   (small ? small_ : ready_).push_back(s.id);
 }
 
-std::optional<SendScheduler::Appended> SendScheduler::AppendNext(std::vector<uint8_t>* out,
+std::optional<SendScheduler::Appended> SendScheduler::AppendNext(FrameBuffer* out,
                                                                  bool allow_streams, Clock::time_point now) {
   if (!control_.empty()) return AppendControl(out);
   if (!allow_streams) return std::nullopt;
@@ -133,14 +133,14 @@ std::optional<SendScheduler::Appended> SendScheduler::AppendNext(std::vector<uin
   return std::nullopt;
 }
 
-SendScheduler::Appended SendScheduler::AppendControl(std::vector<uint8_t>* out) {
+SendScheduler::Appended SendScheduler::AppendControl(FrameBuffer* out) {
   Control c = std::move(control_.front());
   control_.pop_front();
   AppendFrame(out, c.type, 0, c.stream_id, c.payload);
   return Sent(c.type, c.stream_id);
 }
 
-SendScheduler::Appended SendScheduler::AppendHead(std::vector<uint8_t>* out, Clock::time_point now) {
+SendScheduler::Appended SendScheduler::AppendHead(FrameBuffer* out, Clock::time_point now) {
   OutStream s = std::move(heads_.front());
   heads_.pop_front();
   head_bytes_ -= s.head.size();
@@ -155,7 +155,7 @@ SendScheduler::Appended SendScheduler::AppendHead(std::vector<uint8_t>* out, Clo
   return Sent(FrameType::kHead, id);
 }
 
-SendScheduler::Appended SendScheduler::AppendData(std::deque<uint32_t>& from, std::vector<uint8_t>* out,
+SendScheduler::Appended SendScheduler::AppendData(std::deque<uint32_t>& from, FrameBuffer* out,
                                                    Clock::time_point now) {
   uint32_t id = from.front();
   from.pop_front();
@@ -188,7 +188,7 @@ SendScheduler::Appended SendScheduler::AppendData(std::deque<uint32_t>& from, st
   return Sent(FrameType::kData, id);
 }
 
-SendScheduler::Appended SendScheduler::AbortUnreadable(std::vector<uint8_t>* out, OutStream& s, Status why) {
+SendScheduler::Appended SendScheduler::AbortUnreadable(FrameBuffer* out, OutStream& s, Status why) {
   uint32_t id = s.id;
   why = why.WithContext(fmt::format("reading the body of stream {}", id));
   AppendFrame(out, FrameType::kAbort, 0, id, wire::EncodeAbort({.code = "internal", .message = why.message()}));

@@ -37,6 +37,8 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "base/status.h"
@@ -44,6 +46,28 @@
 #include "wire/frame.h"
 
 namespace ember::net {
+
+// Allocator whose construct() default-initializes: resizing a byte buffer does not zero
+// the new bytes, which are overwritten at once (a DATA payload read straight into place).
+template <typename T>
+struct DefaultInitAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = DefaultInitAllocator<U>;
+  };
+  using std::allocator<T>::allocator;
+  template <typename U>
+  void construct(U* p) noexcept(std::is_nothrow_default_constructible_v<U>) {
+    ::new (static_cast<void*>(p)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) {
+    ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+  }
+};
+
+// Frames on their way to the socket.
+using FrameBuffer = std::vector<uint8_t, DefaultInitAllocator<uint8_t>>;
 
 class SendScheduler {
  public:
@@ -99,7 +123,7 @@ class SendScheduler {
 
   // Appends the next frame (header + payload) to `out`. Stream frames are held back while
   // `allow_streams` is false (handshake, closing). Returns nullopt when nothing is ready.
-  std::optional<Appended> AppendNext(std::vector<uint8_t>* out, bool allow_streams,
+  std::optional<Appended> AppendNext(FrameBuffer* out, bool allow_streams,
                                      Clock::time_point now = Clock::now());
 
   // Removes and returns every stream that has waited for credit for `timeout` or longer.
@@ -137,10 +161,10 @@ class SendScheduler {
     std::string payload;
   };
 
-  Appended AppendControl(std::vector<uint8_t>* out);
-  Appended AppendHead(std::vector<uint8_t>* out, Clock::time_point now);
-  Appended AppendData(std::deque<uint32_t>& from, std::vector<uint8_t>* out, Clock::time_point now);
-  Appended AbortUnreadable(std::vector<uint8_t>* out, OutStream& s, Status why);
+  Appended AppendControl(FrameBuffer* out);
+  Appended AppendHead(FrameBuffer* out, Clock::time_point now);
+  Appended AppendData(std::deque<uint32_t>& from, FrameBuffer* out, Clock::time_point now);
+  Appended AbortUnreadable(FrameBuffer* out, OutStream& s, Status why);
   void Continue(OutStream& s);
   void Park(OutStream& s);
   void MarkReady(OutStream& s);
@@ -160,7 +184,7 @@ class SendScheduler {
 };
 
 // Appends one frame to `out`.
-void AppendFrame(std::vector<uint8_t>* out, wire::FrameType type, uint16_t flags,
+void AppendFrame(FrameBuffer* out, wire::FrameType type, uint16_t flags,
                  uint32_t stream_id, std::string_view payload);
 
 }  // namespace ember::net

@@ -37,7 +37,7 @@ class CountingBody final : public wire::BodySource {
   bool fail_;
 };
 
-std::vector<Frame> Decode(const std::vector<uint8_t>& bytes) {
+std::vector<Frame> Decode(const FrameBuffer& bytes) {
   wire::FrameDecoder d;
   std::vector<Frame> frames;
   EXPECT_TRUE(d.Feed(bytes, &frames).ok());
@@ -47,7 +47,7 @@ std::vector<Frame> Decode(const std::vector<uint8_t>& bytes) {
 
 // Drains the scheduler one frame at a time.
 std::vector<Frame> DrainAll(SendScheduler& s) {
-  std::vector<uint8_t> buf;
+  FrameBuffer buf;
   while (s.AppendNext(&buf, true)) {
   }
   return Decode(buf);
@@ -80,7 +80,7 @@ TEST(SendScheduler, SendsControlFramesFirstAndHoldsStreamsUntilAllowed) {
   SendScheduler s(4);
   s.AddMessage("{}", nullptr);
   s.AddControl(FrameType::kPing, "");
-  std::vector<uint8_t> buf;
+  FrameBuffer buf;
   auto a = s.AppendNext(&buf, false);
   ASSERT_TRUE(a.has_value());
   EXPECT_EQ(a->type, FrameType::kPing);
@@ -94,7 +94,7 @@ TEST(SendScheduler, SendsControlFramesFirstAndHoldsStreamsUntilAllowed) {
 TEST(SendScheduler, LetsANewMessageOvertakeALargeBodyInProgress) {
   SendScheduler s(1000);
   uint32_t big = s.AddMessage("{}", std::make_shared<CountingBody>(100000));
-  std::vector<uint8_t> buf;
+  FrameBuffer buf;
   s.AppendNext(&buf, true);  // big HEAD
   s.AppendNext(&buf, true);  // big DATA 1
   uint32_t small = s.AddMessage("{}", wire::BytesBody("hi"));
@@ -123,7 +123,7 @@ TEST(SendScheduler, ReadsTheBodyLazilyOneChunkAtATime) {
   SendScheduler s(1 << 10);
   auto body = std::make_shared<CountingBody>(1 << 20);
   s.AddMessage("{}", body);
-  std::vector<uint8_t> buf;
+  FrameBuffer buf;
   s.AppendNext(&buf, true);
   EXPECT_EQ(body->reads.load(), 0);
   s.AppendNext(&buf, true);
@@ -136,7 +136,7 @@ TEST(SendScheduler, AbortsOnlyTheStreamWhoseBodyCannotBeRead) {
   SendScheduler s(10);
   uint32_t bad = s.AddMessage("{}", std::make_shared<CountingBody>(30, /*fail=*/true));
   uint32_t good = s.AddMessage("{}", wire::BytesBody("ok"));
-  std::vector<uint8_t> buf;
+  FrameBuffer buf;
   std::vector<SendScheduler::Appended> out;
   while (auto a = s.AppendNext(&buf, true)) out.push_back(*a);
   ASSERT_EQ(out.size(), 4u);
@@ -153,7 +153,7 @@ TEST(SendScheduler, ClearCountsTheDroppedMessages) {
   s.AddMessage("{}", nullptr);
   s.AddMessage("{}", wire::BytesBody("x"));
   EXPECT_EQ(s.Clear(), 2u);
-  std::vector<uint8_t> buf;
+  FrameBuffer buf;
   EXPECT_FALSE(s.AppendNext(&buf, true).has_value());
 }
 
@@ -253,7 +253,7 @@ TEST(SendSchedulerLiveBody, AStreamWaitingForDataIsNotStarvedOfCredit) {
   auto t0 = SendScheduler::Clock::now();
   auto body = std::make_shared<LiveBody>(12);
   s.AddMessage("{}", body);
-  std::vector<uint8_t> buf;
+  FrameBuffer buf;
   while (s.AppendNext(&buf, true, t0)) {
   }
   EXPECT_TRUE(s.TakeStalled(t0 + std::chrono::hours(1), std::chrono::seconds(1)).empty());
@@ -301,7 +301,7 @@ TEST(SendSchedulerLiveBody, AbortsAParkedStreamWhoseBodyFails) {
   EXPECT_EQ(Trace(DrainAll(s)), "H1 H2 D2:2 D1:2");
   body->Fail();
   woken.Deliver(s);
-  std::vector<uint8_t> buf;
+  FrameBuffer buf;
   auto a = s.AppendNext(&buf, true);
   ASSERT_TRUE(a.has_value());
   EXPECT_EQ(a->type, FrameType::kAbort);
@@ -319,7 +319,7 @@ TEST(SendSchedulerLiveBody, IgnoresAWakeForAStreamThatIsNotParked) {
   auto body = std::make_shared<LiveBody>(8);
   body->Arrive(8);
   s.AddMessage("{}", body);
-  std::vector<uint8_t> buf;
+  FrameBuffer buf;
   s.AppendNext(&buf, true);  // HEAD: ready, never parked
   EXPECT_EQ(body->notify_calls, 0);
   s.OnBodyAvailable(1);
