@@ -47,6 +47,7 @@ Result<std::unique_ptr<ClientRuntime>> ClientRuntime::Start(ClientOptions option
         if (raw->aborted_) raw->executor_->Abort();
       }
       raw->cell_->OnPeer([ex = raw->executor_.get()](const std::string& p, bool up) { ex->OnPeer(p, up); });
+      EMBER_RETURN_IF_ERROR(raw->executor_->Prelaunch());
       return raw->Run();
     }();
     if (!raw->outcome_.ok()) raw->ReportFailure(raw->outcome_);

@@ -146,6 +146,11 @@ Status LauncherExecutor::ScriptFailure(const std::string& what) const {
   return Status::Aborted(msg);
 }
 
+Status LauncherExecutor::Prelaunch() {
+  if (!config_.launch_once || proc_) return Status::Ok();
+  return Launch();
+}
+
 Result<cell::Message> LauncherExecutor::Execute(const cell::Message& task) {
   if (!proc_ || proc_->Poll()) {
     if (proc_ && config_.launch_once) return ScriptFailure(proc_->DescribeExit() + " before the job ended");

@@ -42,6 +42,9 @@ class LauncherExecutor {
   LauncherExecutor(std::shared_ptr<cell::Cell> cell, ClientConfig config, LaunchContext ctx);
   ~LauncherExecutor();
 
+  // With launch_once, starts the script now (e.g. right after registering) so its start-up
+  // overlaps the wait for the first task; Execute then finds it running. No-op otherwise.
+  Status Prelaunch();
   // Hands `task` (its header) to the script and waits until the script reports that the
   // server accepted its result; returns that report (the result header).
   Result<cell::Message> Execute(const cell::Message& task);
