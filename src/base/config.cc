@@ -27,10 +27,12 @@ constexpr ConfigKeyInfo kConfigKeys[] = {
      "Largest DATA frame payload a sender writes. Bigger chunks cost a little latency for "
      "other streams on the connection (a write in progress delays them by one chunk).",
      kKiB, 16 * kKiB * kKiB},
-    {"streaming_window_size", ConfigType::kBytes, "16MiB",
+    {"streaming_window_size", ConfigType::kBytes, "32MiB",
      "Flow-control window per stream: a sender may have at most this many body bytes of "
      "one stream sent beyond what the receiver has consumed. Bounds the memory a stream "
-     "holds on both sides. Announced to the peer in HELLO.",
+     "holds on both sides (a relay holds at most this per relayed stream). Announced to "
+     "the peer in HELLO. FLARE uses 16 MiB; 32 MiB keeps a two-hop relay path busy on a "
+     "loaded host (docs/benchmarks.md).",
      64 * kKiB, kMaxBytes},
     {"streaming_send_timeout", ConfigType::kSeconds, "30",
      "A socket write that makes no progress for this long closes the connection (a "

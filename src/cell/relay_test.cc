@@ -32,7 +32,7 @@ using net::testing::PatternBody;
 using net::testing::Watchdog;
 
 constexpr uint64_t kMiB = 1 << 20;
-constexpr uint64_t kDefaultWindow = 16 * kMiB;
+constexpr uint64_t kWindow = 16 * kMiB;  // pinned: the bounds below are in windows
 constexpr uint64_t kSmallWindow = 4 * kMiB;
 
 std::shared_ptr<Cell> MustStart(CellOptions o) {
@@ -50,7 +50,7 @@ std::shared_ptr<const base::Config> WindowConfig(uint64_t window) {
 // server <- site-1 <- site-1.job, all in this process, with the same transport config.
 struct Chain {
   std::shared_ptr<Cell> server, site, job;
-  explicit Chain(std::shared_ptr<const base::Config> config = nullptr) {
+  explicit Chain(std::shared_ptr<const base::Config> config = WindowConfig(kWindow)) {
     server = MustStart({.name = "server", .listen = "127.0.0.1:0", .config = config});
     site = MustStart({.name = "site-1", .listen = "127.0.0.1:0", .parent = server->listen_address(),
                       .connect_timeout = 3000ms, .config = config});
@@ -177,7 +177,7 @@ TEST(Relay, ForwardsALargeRequestBodyAsItArrivesWithoutBufferingIt) {
               static_cast<unsigned long long>(size / kMiB), growth / 1048576.0,
               RelayMemoryNow().peak_held_bytes / 1048576.0);
   EXPECT_LT(growth, 48 << 20);
-  EXPECT_LE(RelayMemoryNow().peak_held_bytes, kDefaultWindow + kMiB);
+  EXPECT_LE(RelayMemoryNow().peak_held_bytes, kWindow + kMiB);
   EXPECT_TRUE(WaitFor([] { return RelayMemoryNow().held_bytes == 0; }, 5s));
 }
 
@@ -207,13 +207,13 @@ void WriteLine(int fd, const std::string& line) {
 // requested size) and the middle cell "site-1". Prints site-1's address, waits for a line
 // on `in`, then prints its RSS growth (peak over the baseline) and the relay's peak.
 int RunServerAndMiddle(int in, int out) {
-  auto server = Cell::Start({.name = "server", .listen = "127.0.0.1:0"});
+  auto server = Cell::Start({.name = "server", .listen = "127.0.0.1:0", .config = WindowConfig(kWindow)});
   if (!server.ok()) return 2;
   (*server)->Handle("download", [](Message m, Responder r) {
     r.Reply({}, std::make_shared<PatternBody>(m.h().value("size", uint64_t{0})));
   });
   auto site = Cell::Start({.name = "site-1", .listen = "127.0.0.1:0", .parent = (*server)->listen_address(),
-                           .connect_timeout = 3000ms});
+                           .connect_timeout = 3000ms, .config = WindowConfig(kWindow)});
   if (!site.ok()) return 3;
   RssSampler rss;
   WriteLine(out, (*site)->listen_address());
@@ -244,7 +244,8 @@ TEST(Relay, ForwardsALargeReplyAsItArrivesWithoutBufferingIt) {
 
   std::string site_address = ReadLine(from_child[0], 20s);
   ASSERT_FALSE(site_address.empty()) << "the server/middle process did not start";
-  auto job = MustStart({.name = "site-1.job", .parent = site_address, .connect_timeout = 3000ms});
+  auto job = MustStart({.name = "site-1.job", .parent = site_address, .connect_timeout = 3000ms,
+                        .config = WindowConfig(kWindow)});
   ASSERT_TRUE(job);
   const uint64_t size = 256 * kMiB;
   auto reply = job->Request("server", Message::Make("download", {{"size", size}}), 120s);
@@ -261,7 +262,7 @@ TEST(Relay, ForwardsALargeReplyAsItArrivesWithoutBufferingIt) {
   std::printf("relayed reply of %llu MiB: server+middle process RSS grew %.1f MiB, relay held at most %.1f MiB\n",
               static_cast<unsigned long long>(size / kMiB), growth / 1048576.0, relay_peak / 1048576.0);
   EXPECT_LT(growth, 48 << 20);
-  EXPECT_LE(static_cast<uint64_t>(relay_peak), kDefaultWindow + kMiB);
+  EXPECT_LE(static_cast<uint64_t>(relay_peak), kWindow + kMiB);
   EXPECT_GT(relay_peak, 0);  // it was relayed, not forwarded whole
 }
 
