@@ -10,11 +10,14 @@
 
 #include "net/connection.h"
 #include "net/send_scheduler.h"
+#include "net/test_support.h"
 #include "net/stream_assembler.h"
 #include "wire/frame_decoder.h"
 
 namespace ember::net {
 namespace {
+
+using testing::Trace;
 
 using namespace std::chrono_literals;
 using wire::Frame;
@@ -35,17 +38,6 @@ std::vector<Frame> Drain(SendScheduler& s, SendScheduler::Clock::time_point now 
   return Decode(buf);
 }
 
-// "H1 D1:2 D2:2 ..." : type initial, stream id and (DATA) payload length.
-std::string Trace(const std::vector<Frame>& frames) {
-  std::string out;
-  for (const Frame& f : frames) {
-    if (!out.empty()) out += ' ';
-    out += wire::FrameTypeName(f.header.type).substr(0, 1);
-    out += std::to_string(f.header.stream_id);
-    if (f.header.type == FrameType::kData) out += ":" + std::to_string(f.header.length);
-  }
-  return out;
-}
 
 TEST(SendSchedulerCredit, NeverSendsBeyondThePeerWindow) {
   SendScheduler s(4);

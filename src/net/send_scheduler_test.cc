@@ -1,4 +1,5 @@
 #include "net/send_scheduler.h"
+#include "net/test_support.h"
 
 #include <gtest/gtest.h>
 
@@ -12,6 +13,8 @@
 
 namespace ember::net {
 namespace {
+
+using testing::Trace;
 
 using wire::Frame;
 using wire::FrameType;
@@ -195,17 +198,6 @@ class LiveBody final : public wire::BodySource {
   mutable std::function<void()> wake_;
 };
 
-// "H1 D1:2 A1": type initial, stream id and (DATA) payload length.
-std::string Trace(const std::vector<Frame>& frames) {
-  std::string out;
-  for (const Frame& f : frames) {
-    if (!out.empty()) out += ' ';
-    out += wire::FrameTypeName(f.header.type).substr(0, 1);
-    out += std::to_string(f.header.stream_id);
-    if (f.header.type == FrameType::kData) out += ":" + std::to_string(f.header.length);
-  }
-  return out;
-}
 
 // A scheduler whose wake callbacks record the stream they wake (the connection would
 // post them to its io thread and call OnBodyAvailable there).

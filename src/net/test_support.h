@@ -26,10 +26,12 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "net/connection.h"
 #include "net/stream_sink.h"
 #include "wire/body.h"
+#include "wire/frame.h"
 
 namespace ember::net::testing {
 
@@ -132,6 +134,18 @@ class Watchdog {
 };
 
 // Byte `o` of a pattern body: byte (o % 8) of the word PatternWord(o / 8).
+// "H1 D1:2 A1": each frame's type initial, stream id and (DATA) payload length.
+inline std::string Trace(const std::vector<wire::Frame>& frames) {
+  std::string out;
+  for (const wire::Frame& f : frames) {
+    if (!out.empty()) out += ' ';
+    out += wire::FrameTypeName(f.header.type).substr(0, 1);
+    out += std::to_string(f.header.stream_id);
+    if (f.header.type == wire::FrameType::kData) out += ":" + std::to_string(f.header.length);
+  }
+  return out;
+}
+
 inline uint64_t PatternWord(uint64_t k) { return (k + 1) * 0x9E3779B97F4A7C15ull; }
 inline uint8_t PatternByte(uint64_t o) { return static_cast<uint8_t>(PatternWord(o >> 3) >> (8 * (o & 7))); }
 

@@ -244,15 +244,7 @@ def test_torch_decode_shares_memory_with_the_buffer():
     assert st.decode(image)["w"][0] == 5
 
 
-def test_bf16_without_torch_is_a_clear_error(monkeypatch):
-    import builtins
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch":
-            raise ImportError("no torch")
-        return real_import(name, *args, **kwargs)
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+def test_bf16_without_torch_is_a_clear_error(no_torch):
     image = _raw({"b": _entry(dtype="BF16", shape=(2,), offsets=(0, 4))}, bytes(4))
     with pytest.raises(SafetensorsError, match="'b' is BF16.*install torch"):
         st.decode(image)

@@ -205,15 +205,7 @@ def test_malformed_images_give_the_errors_of_decode(body, message):
         st.decode(bytearray(body))
 
 
-def test_bf16_without_torch_is_a_clear_error(monkeypatch):
-    import builtins
-    real_import = builtins.__import__
-
-    def no_torch(name, *args, **kwargs):
-        if name == "torch":
-            raise ImportError("no torch")
-        return real_import(name, *args, **kwargs)
-    monkeypatch.setattr(builtins, "__import__", no_torch)
+def test_bf16_without_torch_is_a_clear_error(no_torch):
     image = _padded(b'{"b":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}}') + bytes(4)
     with pytest.raises(SafetensorsError, match="'b' is BF16.*install torch"):
         feed(TensorSink(), image)
