@@ -151,7 +151,7 @@ Result<RoundSummary> FedAvg::RunOneRound(ServerComm& comm, int round, const std:
   // Journal folded bytes only if the round could survive losing a result (docs/memory.md).
   const bool journal = static_cast<int>(sites.size()) > config_.min_clients;
   auto acc = std::make_shared<RoundAccumulator>(
-      global_, AccumulatorOptions{config_.exclude_vars, AccumulateAs(), workspace_, journal});
+      global_, AccumulatorOptions{config_.exclude_vars, AccumulateAs(), workspace_, journal, sum_pool_});
   auto shared_summary = std::make_shared<SharedSummary>();
   auto on_result = [this, acc, shared_summary, round](const std::string& site, const json& h,
                                                uint64_t body_size) -> Result<std::unique_ptr<cell::BodyConsumer>> {

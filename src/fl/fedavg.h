@@ -18,6 +18,7 @@
 #include "fl/global_model.h"
 #include "fl/job_config.h"
 #include "fl/job_outputs.h"
+#include "fl/round_accumulator.h"
 #include "fl/server.h"
 #include "fl/result_folder.h"
 #include "fl/stop_condition.h"
@@ -48,6 +49,7 @@ class FedAvg {
   std::shared_ptr<spdlog::logger> log_;
   JobOutputs outputs_;
   GlobalModel global_;
+  std::shared_ptr<SumPool> sum_pool_ = std::make_shared<SumPool>();  // the round sum, reused
   std::optional<StopCondition> stop_;
   std::optional<double> best_value_;
   int best_round_ = -1;

@@ -20,8 +20,36 @@ Result<ParamsType> ParseParamsType(const std::string& s) {
 }
 
 RoundAccumulator::RoundAccumulator(GlobalModel base, AccumulatorOptions options)
-    : base_(std::move(base)), options_(std::move(options)), sum_(base_.tensors(), options_.accumulate_as) {
+    : base_(std::move(base)), options_(std::move(options)) {
+  sum_ = options_.pool ? options_.pool->Take(base_.tensors(), options_.accumulate_as)
+                       : std::make_unique<tensor::StreamingSum>(base_.tensors(), options_.accumulate_as);
   if (!options_.exclude_vars.empty()) exclude_.emplace(options_.exclude_vars);
+}
+
+RoundAccumulator::~RoundAccumulator() {
+  if (options_.pool) options_.pool->Give(std::move(sum_));
+}
+
+std::unique_ptr<tensor::StreamingSum> SumPool::Take(const std::vector<tensor::TensorInfo>& tensors,
+                                                    tensor::AccumulateAs accumulate_as) {
+  std::unique_ptr<tensor::StreamingSum> sum;
+  {
+    std::lock_guard lock(mu_);
+    ++in_use_;
+    sum = std::move(spare_);
+  }
+  if (sum && sum->Fits(tensors, accumulate_as)) {
+    sum->Reset();
+    return sum;
+  }
+  sum.reset();  // before allocating the new one: never two at once
+  return std::make_unique<tensor::StreamingSum>(tensors, accumulate_as);
+}
+
+void SumPool::Give(std::unique_ptr<tensor::StreamingSum> sum) {
+  std::lock_guard lock(mu_);
+  --in_use_;
+  if (in_use_ == 0) spare_ = std::move(sum);
 }
 
 Result<std::unique_ptr<ResultFolder>> RoundAccumulator::Begin(const std::string& site, uint64_t body_size,
@@ -34,7 +62,7 @@ Result<std::unique_ptr<ResultFolder>> RoundAccumulator::Begin(const std::string&
   }
   FoldOptions fo{.weight = weight, .exclude = exclude_ ? &*exclude_ : nullptr, .journal_dir = options_.journal_dir,
                  .journal = options_.journal, .site = site};
-  return std::make_unique<ResultFolder>(sum_, body_size, fo);
+  return std::make_unique<ResultFolder>(*sum_, body_size, fo);
 }
 
 Status RoundAccumulator::Commit(ResultFolder& folder, double weight, const json& metrics) {
@@ -74,7 +102,7 @@ json RoundAccumulator::AggregatedMetrics() const {
 Status RoundAccumulator::WriteTensor(const tensor::TensorInfo& info, size_t index, FileWriter& out) const {
   const uint64_t n = info.num_elements();
   const size_t esize = tensor::DTypeSize(info.dtype);
-  const bool keep = (exclude_ && std::regex_search(info.name, *exclude_)) || sum_.total_weight(index) <= 0;
+  const bool keep = (exclude_ && std::regex_search(info.name, *exclude_)) || sum_->total_weight(index) <= 0;
   std::vector<uint8_t> base(std::min(n, kChunkElements) * esize);
   std::vector<double> mean(type_ == ParamsType::kDiff ? std::min(n, kChunkElements) : 0);
   for (uint64_t first = 0; first < n; first += kChunkElements) {
@@ -82,10 +110,10 @@ Status RoundAccumulator::WriteTensor(const tensor::TensorInfo& info, size_t inde
     std::span<uint8_t> raw(base.data(), count * esize);
     if (keep || type_ == ParamsType::kDiff) EMBER_RETURN_IF_ERROR(base_.ReadTensor(info, first * esize, raw));
     if (!keep && type_ == ParamsType::kFull) {
-      sum_.StoreMeanChunk(index, first, info.dtype, raw);  // one pass, no F64 detour
+      sum_->StoreMeanChunk(index, first, info.dtype, raw);  // one pass, no F64 detour
     } else if (!keep) {                                    // DIFF: global + mean update
       std::span<double> m(mean.data(), count);
-      sum_.MeanChunk(index, first, m);
+      sum_->MeanChunk(index, first, m);
       std::vector<double> b = tensor::ToF64({info.dtype, {static_cast<int64_t>(count)}, raw});
       for (uint64_t k = 0; k < count; ++k) m[k] += b[k];
       std::vector<uint8_t> stored = tensor::FromF64(m, info.dtype);

@@ -33,7 +33,12 @@ class RoundAccumulatorTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   GlobalModel Base() { return GlobalModel::Open((dir_ / "base.safetensors").string()).value(); }
-  AccumulatorOptions Opts(std::string exclude = "") { return {exclude, tensor::AccumulateAs::kF64, dir_.string()}; }
+  AccumulatorOptions Opts(std::string exclude = "") {
+    AccumulatorOptions o;
+    o.exclude_vars = std::move(exclude);
+    o.journal_dir = dir_.string();
+    return o;
+  }
 
   Status Add(RoundAccumulator& acc, const std::string& site, const std::string& body, double w,
              const nlohmann::json& metrics = {}, ParamsType type = ParamsType::kFull) {
@@ -108,6 +113,45 @@ TEST_F(RoundAccumulatorTest, ABaseFileReplacedOnDiskStillServesItsRound) {
   std::ofstream(dir_ / "base.safetensors.new", std::ios::binary) << Image({{"w", {9, 9}}, {"frozen", {9}}});
   fs::rename(dir_ / "base.safetensors.new", dir_ / "base.safetensors");
   EXPECT_EQ(Get(base, "w"), (std::vector<float>{1, 1}));
+}
+
+TEST_F(RoundAccumulatorTest, ThePooledSumStartsEachRoundFromZero) {
+  auto pool = std::make_shared<SumPool>();
+  AccumulatorOptions o = Opts();
+  o.pool = pool;
+  {
+    RoundAccumulator round0(Base(), o);
+    ASSERT_TRUE(Add(round0, "site-1", Image({{"w", {100, 100}}, {"frozen", {7}}}), 1).ok());
+    ASSERT_TRUE(round0.Finish(Next()).ok());
+  }  // its sum goes back to the pool
+  RoundAccumulator round1(Base(), o);
+  ASSERT_TRUE(Add(round1, "site-1", Image({{"w", {2, 4}}, {"frozen", {1}}}), 1).ok());
+  ASSERT_TRUE(Add(round1, "site-2", Image({{"w", {4, 8}}, {"frozen", {3}}}), 3).ok());
+  auto next = round1.Finish(Next());
+  ASSERT_TRUE(next.ok()) << next.status().ToString();
+  EXPECT_EQ(Get(*next, "w"), (std::vector<float>{3.5f, 7}));
+  EXPECT_EQ(Get(*next, "frozen"), (std::vector<float>{2.5f}));
+}
+
+TEST(SumPool, KeepsNoSpareWhileAnotherSumIsInUse) {
+  const std::vector<tensor::TensorInfo> t = {{"w", tensor::DType::kF32, {4}, 0, 16}};
+  SumPool pool;
+  auto a = pool.Take(t, tensor::AccumulateAs::kF32);
+  auto b = pool.Take(t, tensor::AccumulateAs::kF32);  // a stale round still folding
+  pool.Give(std::move(a));  // b is in use: a is freed, not kept
+  EXPECT_FALSE(pool.has_spare());
+  pool.Give(std::move(b));  // nothing in use: kept
+  EXPECT_TRUE(pool.has_spare());
+  tensor::StreamingSum* kept = nullptr;
+  {
+    auto d = pool.Take(t, tensor::AccumulateAs::kF32);
+    kept = d.get();
+    pool.Give(std::move(d));
+  }
+  auto e = pool.Take(t, tensor::AccumulateAs::kF32);
+  EXPECT_EQ(e.get(), kept);                            // reused
+  auto f = pool.Take(t, tensor::AccumulateAs::kF64);   // does not fit: a new one
+  EXPECT_NE(f.get(), kept);
 }
 
 }  // namespace

@@ -1,10 +1,13 @@
 #include "tensor/streaming_sum.h"
 
+#include <algorithm>
+
 #include "tensor/kernels.h"
 
 namespace ember::tensor {
 
-StreamingSum::StreamingSum(const std::vector<TensorInfo>& tensors, AccumulateAs accumulate_as) {
+StreamingSum::StreamingSum(const std::vector<TensorInfo>& tensors, AccumulateAs accumulate_as)
+    : accumulate_as_(accumulate_as) {
   tensors_.reserve(tensors.size());
   for (const auto& info : tensors) {
     Slot slot;
@@ -19,6 +22,25 @@ StreamingSum::StreamingSum(const std::vector<TensorInfo>& tensors, AccumulateAs 
     }
     index_[info.name] = tensors_.size();
     tensors_.push_back(std::move(slot));
+  }
+}
+
+bool StreamingSum::Fits(const std::vector<TensorInfo>& tensors, AccumulateAs accumulate_as) const {
+  if (accumulate_as != accumulate_as_ || tensors.size() != tensors_.size()) return false;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const TensorInfo& a = tensors[i];
+    const TensorInfo& b = tensors_[i].info;
+    if (a.name != b.name || a.dtype != b.dtype || a.shape != b.shape) return false;
+  }
+  return true;
+}
+
+void StreamingSum::Reset() {
+  for (Slot& slot : tensors_) {
+    std::lock_guard lock(*slot.mu);
+    std::fill(slot.sum32.begin(), slot.sum32.end(), 0.0f);
+    std::fill(slot.sum64.begin(), slot.sum64.end(), 0.0);
+    slot.total_weight = 0;
   }
 }
 

@@ -54,6 +54,12 @@ class StreamingSum {
   void StoreMeanChunk(size_t index, uint64_t first, DType dtype, std::span<uint8_t> out) const;
   // Bytes held by the accumulators.
   uint64_t memory_bytes() const { return memory_bytes_; }
+  // True if this sum was made for exactly `tensors` (names, dtypes, shapes, order) and
+  // `accumulate_as`, so Reset() makes it as good as a new one.
+  bool Fits(const std::vector<TensorInfo>& tensors, AccumulateAs accumulate_as) const;
+  // Zeroes every sum and total weight: a new round in memory that is already mapped.
+  // REQUIRES: nobody adds concurrently.
+  void Reset();
 
  private:
   struct Slot {
@@ -63,6 +69,7 @@ class StreamingSum {
     double total_weight = 0;
     std::unique_ptr<std::mutex> mu = std::make_unique<std::mutex>();
   };
+  AccumulateAs accumulate_as_;
   std::vector<Slot> tensors_;
   std::unordered_map<std::string, size_t> index_;
   uint64_t memory_bytes_ = 0;
