@@ -1,8 +1,10 @@
 """Shared pieces of the benchmarks: building jobs, running `ember simulate`, and the
 reference limits measured in the same run (loopback TCP, memcpy)."""
+import atexit
 import json
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -130,4 +132,7 @@ def memcpy_MBps(size=256 << 20):
 
 
 def tempdir(prefix):
-    return tempfile.mkdtemp(prefix=prefix)
+    """A fresh folder under $TMPDIR, removed when the benchmark exits (models are GBs)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path

@@ -13,6 +13,7 @@ the second quarter (after the first rounds have warmed up): `*_rss_growth_MB`.
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import threading
@@ -70,7 +71,7 @@ class Sampler(threading.Thread):
         t0, tree, walked = time.monotonic(), [], -1.0
         while not self.stop.is_set():
             now = time.monotonic() - t0
-            if now - walked >= TREE_EVERY:
+            if now - walked >= TREE_EVERY or len(tree) < 2:  # until the sites and scripts are up
                 tree, walked = self.walk(), now
             row = {"t": now, "server": rss_mb(self.root) or 0.0, "client_job": [], "script": []}
             for pid, kind in tree:
@@ -94,6 +95,13 @@ class Sampler(threading.Thread):
 
 def run_config(model_mb, clients, rounds=3, accumulate="F32"):
     work = pathlib.Path(tempdir(f"ember-large-{model_mb}-"))
+    try:
+        return measure(work, model_mb, clients, rounds, accumulate)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # a 4 GB run leaves ~8 GB of files
+
+
+def measure(work, model_mb, clients, rounds, accumulate):
     job = make_job(work, f"large-{model_mb}", model_bytes=model_mb * 1_000_000, rounds=rounds,
                    clients=clients)
     server = json.loads((pathlib.Path(job) / "server.json").read_text())
