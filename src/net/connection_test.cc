@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "net/tcp.h"
+#include "net/test_support.h"
 #include "wire/frame_decoder.h"
 
 namespace ember::net {
@@ -27,57 +28,7 @@ namespace {
 using namespace std::chrono_literals;
 using wire::FrameType;
 
-// Collects one connection's callbacks; every wait has a deadline.
-struct Events {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool ready = false;
-  std::optional<Status> closed;
-  std::deque<IncomingMessage> messages;
-  Connection::Ptr conn;
-
-  Connection::Callbacks Callbacks(const std::shared_ptr<Events>& self) {
-    std::weak_ptr<Events> weak = self;
-    return {
-        .on_ready = [weak](const Connection::Ptr&) { Update(weak, [](Events& e) { e.ready = true; }); },
-        .on_message = [weak](const Connection::Ptr&, IncomingMessage m) {
-          Update(weak, [&m](Events& e) { e.messages.push_back(std::move(m)); });
-        },
-        .on_closed = [weak](const Connection::Ptr&, const Status& s) {
-          Update(weak, [&s](Events& e) { e.closed = s; });
-        },
-    };
-  }
-  template <typename F>
-  static void Update(const std::weak_ptr<Events>& weak, F f) {
-    if (auto e = weak.lock()) {
-      std::lock_guard lock(e->mu);
-      f(*e);
-      e->cv.notify_all();
-    }
-  }
-  bool WaitReady() {
-    std::unique_lock lock(mu);
-    return cv.wait_for(lock, 5s, [&] { return ready; });
-  }
-  std::optional<IncomingMessage> WaitMessage() {
-    std::unique_lock lock(mu);
-    if (!cv.wait_for(lock, 5s, [&] { return !messages.empty(); })) return std::nullopt;
-    IncomingMessage m = std::move(messages.front());
-    messages.pop_front();
-    return m;
-  }
-  std::optional<Status> WaitClosed() {
-    std::unique_lock lock(mu);
-    cv.wait_for(lock, 5s, [&] { return closed.has_value(); });
-    return closed;
-  }
-  Connection::Ptr Conn() {
-    std::unique_lock lock(mu);
-    cv.wait_for(lock, 5s, [&] { return conn != nullptr; });
-    return conn;
-  }
-};
+using Events = testing::ConnectionEvents;
 
 std::string BodyOf(const IncomingMessage& m) {
   return m.body ? std::string(reinterpret_cast<const char*>(m.body->contiguous()), m.body->size()) : "";
