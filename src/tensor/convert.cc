@@ -1,30 +1,24 @@
 #include "tensor/convert.h"
 
-#include <cstring>
+#include <algorithm>
 
-#include "tensor/aggregate.h"
+#include "tensor/kernels.h"
 
 namespace ember::tensor {
 
-// Both directions reuse the weighted-sum kernels with a single contribution of weight 1,
-// so there is one place that knows how to load and store each dtype.
+// Both directions use the element kernels the accumulators use (one contribution of
+// weight 1), so there is one place that knows how to load and store each dtype.
 std::vector<double> ToF64(const TensorView& view) {
-  WeightedSum sum;
   std::vector<double> out(view.num_elements());
-  if (out.empty() || !sum.Add("x", view, 1.0).ok()) return out;
-  auto bytes = sum.Mean("x", DType::kF64);
-  if (bytes.ok()) std::memcpy(out.data(), bytes->data(), bytes->size());
+  const size_t have = view.bytes.size() / DTypeSize(view.dtype);  // never read past the bytes
+  if (!out.empty()) kernels::AddAs<double>(view.dtype, view.bytes.data(), std::min(out.size(), have), 1.0, out.data());
   return out;
 }
 
 std::vector<uint8_t> FromF64(std::span<const double> values, DType dtype) {
-  if (values.empty()) return {};
-  WeightedSum sum;
-  std::span<const uint8_t> raw(reinterpret_cast<const uint8_t*>(values.data()), values.size_bytes());
-  TensorView view{DType::kF64, {static_cast<int64_t>(values.size())}, raw};
-  if (!sum.Add("x", view, 1.0).ok()) return {};
-  auto bytes = sum.Mean("x", dtype);
-  return bytes.ok() ? std::move(bytes).value() : std::vector<uint8_t>{};
+  std::vector<uint8_t> out(values.size() * DTypeSize(dtype));
+  if (!values.empty()) kernels::StoreMeanAs(dtype, values.data(), values.size(), 1.0, out.data());
+  return out;
 }
 
 }  // namespace ember::tensor
