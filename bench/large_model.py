@@ -93,7 +93,7 @@ class Sampler(threading.Thread):
         return out
 
 
-def run_config(model_mb, clients, rounds=3, accumulate="F32"):
+def run_config(model_mb, clients, rounds=3, accumulate="model"):
     work = pathlib.Path(tempdir(f"ember-large-{model_mb}-"))
     try:
         return measure(work, model_mb, clients, rounds, accumulate)
@@ -177,7 +177,7 @@ def soak(spec, accumulate):
 
 def main():
     configs = os.environ.get("CONFIGS", "100x2,1000x2,1000x4,4000x2")
-    accumulate = os.environ.get("ACCUMULATE", "F32")
+    accumulate = os.environ.get("ACCUMULATE", "model")
     for item in filter(None, configs.split(",")):
         mb, clients = (int(x) for x in item.split("x"))
         figures, samples = run_config(mb, clients, accumulate=accumulate)

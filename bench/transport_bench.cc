@@ -8,14 +8,17 @@
 //   raw    a plain TCP socket pair: the sender writes a 1 MiB buffer until done, the
 //          receiver reads and drops; MB/s from first byte to the receiver's ack.
 //   clear  an Ember connection (TCP): a 1 GiB body read from a 1 MiB pattern buffer,
-//          dropped by a discarding sink (flow control on, default config); MB/s from
+//          dropped by a discarding sink (flow control on); MB/s from
 //          Send to the receiver's "done" message. Then another 1 GiB while the sender
 //          does request/reply round trips on the same connection (RTT under load).
 // raw and clear alternate --rounds times (default 7) and each reports its best round:
 // on a shared machine the best round is the one least disturbed by other processes, and
 // alternating gives both the same chances.
-//   tls    throughput over a mutual-TLS Ember connection: TlsMBps() below, which calls
+//   tls    throughput over a mutual-TLS Ember connection (registry defaults): TlsMBps() below, which calls
 //          bench/tls_throughput.cc when it is built in (null otherwise).
+// Both Ember sides run with the transport settings of docs/config.md: the registry's
+// defaults unless EMBER_CONFIG / EMBER_* override them (e.g. EMBER_STREAMING_WINDOW_SIZE=16MiB);
+// the window and chunk size used, and where they came from, are printed and in the JSON.
 // The last line of output is one JSON object with the figures.
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"  // partial designated initializers
 #include <arpa/inet.h>
@@ -43,6 +46,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/config.h"
 #include "base/log.h"
 #include "base/memory.h"
 #include "net/connection.h"
@@ -64,6 +68,27 @@ constexpr size_t kBufBytes = 1 << 20;
 double MB(uint64_t bytes) { return bytes / 1e6; }
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 double PeakRssMB() { return base::PeakRssBytes() / 1e6; }
+
+// The transport settings both sides run with, loaded once (before any fork).
+const base::Config& BenchConfig() {
+  static const base::Config config = [] {
+    auto c = base::Config::FromEnvironment();
+    if (!c.ok()) {
+      std::fprintf(stderr, "transport_bench: %s\n", c.status().ToString().c_str());
+      std::exit(2);
+    }
+    return std::move(c).value();
+  }();
+  return config;
+}
+
+// "docs/config.md defaults", or where the window and chunk size came from.
+std::string DescribeSettings(const base::Config& c) {
+  const std::string window = c.SourceOf(base::kStreamingWindowSize.name);
+  const std::string chunk = c.SourceOf(base::kStreamingChunkSize.name);
+  if (window == "default" && chunk == "default") return "docs/config.md defaults";
+  return "window: " + window + "; chunk: " + chunk;
+}
 
 // ---- processes and pipes -------------------------------------------------------------
 
@@ -264,7 +289,8 @@ std::string RunReceiver(const EmberTransport& t, int port_fd) {
   log::SetLevel("warn");
   net::IoPool io(1);
   std::promise<void> quit;
-  net::ConnectionOptions opts;  // the documented defaults (docs/config.md)
+  net::ConnectionOptions opts;
+  net::ApplyConfig(BenchConfig(), &opts);
   opts.local_name = "server";
   opts.sink_factory = [](const wire::Json& head, uint64_t size) -> Result<std::unique_ptr<net::StreamSink>> {
     if (head.value("topic", "") == "bulk") return std::unique_ptr<net::StreamSink>(std::make_unique<DiscardSink>());
@@ -314,6 +340,7 @@ std::string RunSender(const EmberTransport& t, const std::string& address, uint6
   net::IoPool io(1);
   auto inbox = std::make_shared<Inbox>();
   net::ConnectionOptions opts;
+  net::ApplyConfig(BenchConfig(), &opts);
   opts.local_name = "site-1";
   std::promise<net::Connection::Ptr> ready;
   net::Connection::Callbacks cb{
@@ -397,8 +424,14 @@ int Main(int argc, char** argv) {
     if (std::string(argv[i]) == "--rounds") rounds = std::max(1, std::stoi(argv[i + 1]));
   }
   uint64_t bytes = mib << 20;
+  const base::Config& config = BenchConfig();
+  const uint64_t window = config.Get(base::kStreamingWindowSize);
+  const uint64_t chunk = config.Get(base::kStreamingChunkSize);
+  const std::string settings = DescribeSettings(config);
   std::printf("transport_bench: %llu MiB per transfer over loopback, sender and receiver in separate processes\n",
               static_cast<unsigned long long>(mib));
+  std::printf("  Ember settings: window %.1f MiB, chunk %.1f MiB (%s)\n", window / 1048576.0, chunk / 1048576.0,
+              settings.c_str());
   std::vector<double> raws, clears;
   EmberFigures clear;
   for (int r = 0; r < rounds; ++r) {
@@ -429,6 +462,9 @@ int Main(int argc, char** argv) {
   }
   Json out = {{"bench", "transport"},
               {"bytes", bytes},
+              {"window_bytes", window},
+              {"chunk_bytes", chunk},
+              {"settings", settings},
               {"raw_tcp_MBps", Round(raw, 1)},
               {"clear_MBps", Round(clear_mbps, 1)},
               {"tls_MBps", tls_mbps},

@@ -4,10 +4,19 @@
 //   EMBER_ASSIGN_OR_RETURN(int port, ParsePort(arg));
 //   if (port == 0) return Status::InvalidArgument("port 0 is not allowed");
 //
+// Result<T> holds a T or a non-OK Status, never both and never an OK status:
+// - built from an OK Status it holds Internal("Result constructed from an OK status")
+//   (abseil's StatusOr rule), in every build type, so EMBER_ASSIGN_OR_RETURN can
+//   never return OK with its output unset;
+// - value(), operator* and operator-> on an error are a programming error: they print
+//   "Result::value() on an error: <status>" to stderr and call std::abort(), in every
+//   build type. Aborting rather than throwing keeps exceptions from crossing module
+//   boundaries (house style) and names the status in the crash instead of an
+//   anonymous std::bad_variant_access. Check ok() first, or use EMBER_ASSIGN_OR_RETURN.
+//
 // Thread-safety: value types; a const Status may be read from any thread.
 #pragma once
 
-#include <cassert>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -69,26 +78,37 @@ class [[nodiscard]] Status {
   std::string message_;
 };
 
+namespace internal {
+// The status a Result holds when it was given an OK one.
+Status OkStatusGivenToResult();
+// Prints "Result::value() on an error: <status>" to stderr and aborts.
+[[noreturn]] void DieOfValueOnError(const Status& status);
+}  // namespace internal
+
 template <typename T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}                 // NOLINT: implicit by design
-  Result(Status status) : v_(std::move(status)) {           // NOLINT
-    assert(!std::get<Status>(v_).ok() && "Result needs a value or a non-OK status");
-  }
+  // An OK status becomes Internal (see the file comment).
+  Result(Status status)                                     // NOLINT
+      : v_(status.ok() ? internal::OkStatusGivenToResult() : std::move(status)) {}
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   Status status() const { return ok() ? Status::Ok() : std::get<Status>(v_); }
-  // REQUIRES: ok()
-  T& value() & { return std::get<T>(v_); }
-  const T& value() const& { return std::get<T>(v_); }
-  T&& value() && { return std::get<T>(std::move(v_)); }
+  // REQUIRES: ok(); otherwise aborts naming the status (see the file comment).
+  T& value() & { CheckOk(); return std::get<T>(v_); }
+  const T& value() const& { CheckOk(); return std::get<T>(v_); }
+  T&& value() && { CheckOk(); return std::get<T>(std::move(v_)); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
  private:
+  void CheckOk() const {
+    if (!ok()) internal::DieOfValueOnError(std::get<Status>(v_));
+  }
+
   std::variant<Status, T> v_;
 };
 

@@ -75,6 +75,85 @@ constexpr ConfigKeyInfo kConfigKeys[] = {
      "Largest message body a connection accepts; a larger one is drained and refused "
      "with resource_exhausted, the connection stays up.",
      0, kMaxBytes},
+    // ---- cells: connecting, reconnecting, closing
+    {"connect_timeout", ConfigType::kSeconds, "10",
+     "One connection attempt (TCP connect, TLS handshake, HELLO exchange) that has not "
+     "finished after this long fails. A cell's first connection to its parent must "
+     "succeed within about twice this.",
+     0.01, kDay},
+    {"reconnect_initial_backoff", ConfigType::kSeconds, "1",
+     "A cell that lost its parent waits this long before the first reconnect attempt; "
+     "the wait doubles after each failed attempt and resets once connected (FLARE's "
+     "connector INIT_WAIT).",
+     0.01, 3600},
+    {"reconnect_max_backoff", ConfigType::kSeconds, "10",
+     "Cap on the doubling wait between reconnect attempts (FLARE's connector MAX_WAIT).",
+     0.01, kDay},
+    {"goaway_linger", ConfigType::kSeconds, "0.5",
+     "A connection shut down sends GOAWAY and closes once it is written, or after this "
+     "long if the peer does not read it.",
+     0, 60},
+    // ---- site <-> server (fl)
+    {"communication_timeout", ConfigType::kSeconds, "60",
+     "A site's request to the server (register, get_task) without a reply for this long "
+     "fails the attempt; timeouts and lost connections are retried.",
+     0.01, kDay},
+    {"communication_max_attempts", ConfigType::kCount, "10",
+     "Attempts a site makes at one request to the server before the job fails at the site.",
+     1, 1000000},
+    {"communication_retry_interval", ConfigType::kSeconds, "1",
+     "Wait between two attempts at a site's request to the server.",
+     0, 3600},
+    {"task_park_timeout", ConfigType::kSeconds, "5",
+     "The server holds a site's get_task this long waiting for a task before telling the "
+     "site to ask again.",
+     0, 3600},
+    {"end_run_drain_timeout", ConfigType::kSeconds, "5",
+     "At the end of a job the server waits up to this long for every registered site to "
+     "be told the job ended before it stops.",
+     0, 3600},
+    // ---- training scripts and site processes
+    {"script_get_task_timeout", ConfigType::kSeconds, "86400",
+     "A C++ training script's Receive() waits this long for its site to hand it a task "
+     "(rounds can be long).",
+     1, 30 * kDay},
+    {"script_transfer_timeout", ConfigType::kSeconds, "3600",
+     "A C++ training script's model download (fl.get_model) or result upload "
+     "(fl.submit_result) must finish within this.",
+     1, 30 * kDay},
+    {"script_link_timeout", ConfigType::kSeconds, "60",
+     "A C++ training script's small requests to its site (link.submit) time out after this.",
+     0.01, kDay},
+    {"script_min_shutdown_timeout", ConfigType::kSeconds, "5",
+     "After the job ended a training script gets at least this long to exit on its own "
+     "(a job's shutdown_timeout may give it more) before it is terminated.",
+     0, kDay},
+    {"process_terminate_grace", ConfigType::kSeconds, "2",
+     "A training script or site process being terminated gets SIGTERM, then SIGKILL if "
+     "it is still running this long later.",
+     0, 3600},
+    {"site_exit_margin", ConfigType::kSeconds, "10",
+     "ember simulate: after the job ended each site process gets the scripts' shutdown "
+     "time plus this margin to exit before it is terminated.",
+     0, kDay},
+    // ---- streams (src/stream)
+    {"streaming_per_request_timeout", ConfigType::kSeconds, "60",
+     "A download's chunk request without a reply for this long is retried (FLARE uses "
+     "600 s for a whole-tensor request; Ember asks for one chunk at a time).",
+     0.01, kDay},
+    {"download_max_retries", ConfigType::kCount, "3",
+     "Retries of one download chunk request after its first attempt (FLARE: 3).",
+     0, 1000},
+    {"download_retry_backoff", ConfigType::kSeconds, "1",
+     "Wait before the first retry of a download chunk request; it doubles for each "
+     "further retry (1, 2, 4 s).",
+     0, 3600},
+    {"download_retry_max_backoff", ConfigType::kSeconds, "60",
+     "Cap on any one wait between download retries (FLARE: 60 s).",
+     0, kDay},
+    {"streaming_push_timeout", ConfigType::kSeconds, "600",
+     "A push stream (the whole transfer plus the receiver's reply) must finish within this.",
+     0.01, 30 * kDay},
 };
 
 std::string Trim(std::string_view s) {
@@ -213,6 +292,17 @@ Config::Config() {
     assert(s.ok() && "a registered default does not parse");
     (void)s;
   }
+}
+
+const Config& DefaultConfig() {
+  static const Config* const defaults = new Config();
+  return *defaults;
+}
+
+Result<std::shared_ptr<const Config>> ConfigOrEnvironment(std::shared_ptr<const Config> config) {
+  if (config) return config;
+  EMBER_ASSIGN_OR_RETURN(Config loaded, Config::FromEnvironment());
+  return std::make_shared<const Config>(std::move(loaded));
 }
 
 Result<Config> Config::Load(const std::string& file) {

@@ -13,13 +13,16 @@
 //
 // Thread-safety: a Config is a value; const methods may be called from any thread.
 // Adding a key: one entry in kConfigKeys (config.cc), one typed constant below and one
-// row in docs/config.md (config_test checks the doc lists every key).
+// row in docs/config.md (config_test checks the doc lists every key). A default is
+// written only there: structs that need it read DefaultConfig() (below), and components
+// read the process Config they are given.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -77,6 +80,30 @@ inline constexpr SecondsKey kConnectionCheckInterval{"connection_check_interval"
 inline constexpr SecondsKey kHeartbeatInterval{"heartbeat_interval"};
 inline constexpr CountKey kHeartbeatMisses{"heartbeat_misses"};
 inline constexpr BytesKey kMaxBodySize{"max_body_size"};
+// cells
+inline constexpr SecondsKey kConnectTimeout{"connect_timeout"};
+inline constexpr SecondsKey kReconnectInitialBackoff{"reconnect_initial_backoff"};
+inline constexpr SecondsKey kReconnectMaxBackoff{"reconnect_max_backoff"};
+inline constexpr SecondsKey kGoawayLinger{"goaway_linger"};
+// site <-> server
+inline constexpr SecondsKey kCommunicationTimeout{"communication_timeout"};
+inline constexpr CountKey kCommunicationMaxAttempts{"communication_max_attempts"};
+inline constexpr SecondsKey kCommunicationRetryInterval{"communication_retry_interval"};
+inline constexpr SecondsKey kTaskParkTimeout{"task_park_timeout"};
+inline constexpr SecondsKey kEndRunDrainTimeout{"end_run_drain_timeout"};
+// training scripts and site processes
+inline constexpr SecondsKey kScriptGetTaskTimeout{"script_get_task_timeout"};
+inline constexpr SecondsKey kScriptTransferTimeout{"script_transfer_timeout"};
+inline constexpr SecondsKey kScriptLinkTimeout{"script_link_timeout"};
+inline constexpr SecondsKey kScriptMinShutdownTimeout{"script_min_shutdown_timeout"};
+inline constexpr SecondsKey kProcessTerminateGrace{"process_terminate_grace"};
+inline constexpr SecondsKey kSiteExitMargin{"site_exit_margin"};
+// streams
+inline constexpr SecondsKey kStreamingPerRequestTimeout{"streaming_per_request_timeout"};
+inline constexpr CountKey kDownloadMaxRetries{"download_max_retries"};
+inline constexpr SecondsKey kDownloadRetryBackoff{"download_retry_backoff"};
+inline constexpr SecondsKey kDownloadRetryMaxBackoff{"download_retry_max_backoff"};
+inline constexpr SecondsKey kStreamingPushTimeout{"streaming_push_timeout"};
 
 class Config {
  public:
@@ -119,5 +146,18 @@ class Config {
 
   std::map<std::string, Entry, std::less<>> entries_;
 };
+
+// Every key at its registered default, built once. Options structs take their member
+// defaults from here, so each default is written once (kConfigKeys), e.g.
+//   uint64_t window_size = base::DefaultOf(base::kStreamingWindowSize);
+const Config& DefaultConfig();
+template <ConfigType T>
+auto DefaultOf(ConfigKey<T> key) {
+  return DefaultConfig().Get(key);
+}
+
+// `config` itself if non-null, else Config::FromEnvironment() (components whose options
+// carry an optional shared Config, like cell::CellOptions::config).
+Result<std::shared_ptr<const Config>> ConfigOrEnvironment(std::shared_ptr<const Config> config);
 
 }  // namespace ember::base

@@ -41,6 +41,55 @@ TEST(Config, HasFlareDefaults) {
   EXPECT_EQ(c.SourceOf("streaming_chunk_size"), "default");
 }
 
+TEST(Config, KeepsTodaysTimeoutsAsDefaults) {
+  Config c;
+  EXPECT_EQ(c.Get(kConnectTimeout), 10s);
+  EXPECT_EQ(c.Get(kReconnectInitialBackoff), 1s);
+  EXPECT_EQ(c.Get(kReconnectMaxBackoff), 10s);
+  EXPECT_EQ(c.Get(kGoawayLinger), 500ms);
+  EXPECT_EQ(c.Get(kCommunicationTimeout), 60s);
+  EXPECT_EQ(c.Get(kCommunicationMaxAttempts), 10);
+  EXPECT_EQ(c.Get(kCommunicationRetryInterval), 1s);
+  EXPECT_EQ(c.Get(kTaskParkTimeout), 5s);
+  EXPECT_EQ(c.Get(kEndRunDrainTimeout), 5s);
+  EXPECT_EQ(c.Get(kScriptGetTaskTimeout), 24h);
+  EXPECT_EQ(c.Get(kScriptTransferTimeout), 1h);
+  EXPECT_EQ(c.Get(kScriptLinkTimeout), 60s);
+  EXPECT_EQ(c.Get(kScriptMinShutdownTimeout), 5s);
+  EXPECT_EQ(c.Get(kProcessTerminateGrace), 2s);
+  EXPECT_EQ(c.Get(kSiteExitMargin), 10s);
+  EXPECT_EQ(c.Get(kStreamingPerRequestTimeout), 60s);
+  EXPECT_EQ(c.Get(kDownloadMaxRetries), 3);
+  EXPECT_EQ(c.Get(kDownloadRetryBackoff), 1s);
+  EXPECT_EQ(c.Get(kDownloadRetryMaxBackoff), 60s);
+  EXPECT_EQ(c.Get(kStreamingPushTimeout), 600s);
+}
+
+TEST(Config, EveryRegisteredDefaultParsesAndStaysInBounds) {
+  Config c;
+  for (const ConfigKeyInfo& k : ConfigKeys()) {
+    EXPECT_TRUE(c.Set(k.name, k.default_value, "test").ok()) << k.name << "=" << k.default_value;
+  }
+}
+
+TEST(Config, DefaultConfigHoldsTheRegisteredDefaults) {
+  const Config fresh;
+  EXPECT_EQ(DefaultOf(kStreamingWindowSize), fresh.Get(kStreamingWindowSize));
+  EXPECT_EQ(DefaultOf(kConnectTimeout), fresh.Get(kConnectTimeout));
+  EXPECT_EQ(DefaultConfig().SourceOf("streaming_window_size"), "default");
+}
+
+TEST(Config, ConfigOrEnvironmentKeepsAGivenConfig) {
+  auto given = std::make_shared<Config>();
+  ASSERT_TRUE(given->Set("connect_timeout", "3", "test").ok());
+  auto c = ConfigOrEnvironment(given);
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->get(), given.get());
+  auto loaded = ConfigOrEnvironment(nullptr);
+  ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+  EXPECT_NE(*loaded, nullptr);
+}
+
 TEST(Config, FileOverridesDefaultsAndEnvironmentOverridesTheFile) {
   std::string path = WriteTempFile(
       R"({"streaming_chunk_size": "256KiB", "streaming_send_timeout": 2.5,

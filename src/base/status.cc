@@ -1,5 +1,8 @@
 #include "base/status.h"
 
+#include <cstdio>
+#include <cstdlib>
+
 namespace ember {
 
 std::string_view StatusCodeName(StatusCode code) {
@@ -36,5 +39,19 @@ Status Status::WithContext(std::string_view context) const {
   m += message_;
   return Status(code_, std::move(m));
 }
+
+namespace internal {
+
+Status OkStatusGivenToResult() {
+  return Status::Internal("Result constructed from an OK status");
+}
+
+void DieOfValueOnError(const Status& status) {
+  std::fprintf(stderr, "Result::value() on an error: %s\n", status.ToString().c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+}  // namespace internal
 
 }  // namespace ember

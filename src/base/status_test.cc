@@ -37,5 +37,43 @@ TEST(Result, AssignOrReturnPropagatesTheFirstError) {
   EXPECT_EQ(r.status().message(), "odd number 3");
 }
 
+Result<int> PassesOn(Result<int> r) {
+  EMBER_ASSIGN_OR_RETURN(int v, std::move(r));
+  return v + 1;
+}
+
+TEST(Result, BuiltFromAnOkStatusHoldsAnInternalError) {
+  Result<int> r = Status::Ok();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInternal);
+  EXPECT_EQ(r.status().message(), "Result constructed from an OK status");
+}
+
+TEST(Result, AssignOrReturnNeverPassesAnOkStatusOnAsSuccess) {
+  Result<int> r = PassesOn(Status());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInternal);
+}
+
+TEST(Result, KeepsANonOkStatusAsGiven) {
+  Result<std::string> r = Status::NotFound("no such job");
+  EXPECT_EQ(r.status().ToString(), "NotFound: no such job");
+}
+
+TEST(ResultDeathTest, ValueOnAnErrorAbortsNamingTheStatus) {
+  Result<int> r = Status::DataLoss("crc mismatch");
+  EXPECT_DEATH((void)r.value(), "Result::value\\(\\) on an error: DataLoss: crc mismatch");
+}
+
+TEST(ResultDeathTest, DereferenceOnAnErrorAbortsNamingTheStatus) {
+  Result<std::string> r = Status::Unavailable("peer gone");
+  EXPECT_DEATH((void)r->size(), "on an error: Unavailable: peer gone");
+  EXPECT_DEATH((void)*r, "on an error: Unavailable: peer gone");
+}
+
+TEST(ResultDeathTest, MovedValueOnAnErrorAbortsNamingTheStatus) {
+  EXPECT_DEATH((void)Result<int>(Status::Aborted("stop")).value(), "on an error: Aborted: stop");
+}
+
 }  // namespace
 }  // namespace ember

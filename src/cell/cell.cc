@@ -22,6 +22,10 @@ struct StopOnRelease {
 }  // namespace
 
 Result<std::shared_ptr<Cell>> Cell::Start(CellOptions options) {
+  auto config = base::ConfigOrEnvironment(std::move(options.config));
+  if (!config.ok()) return config.status().WithContext(options.name + ": config");
+  options.config = std::move(config).value();
+  if (options.connect_timeout.count() == 0) options.connect_timeout = options.config->Get(base::kConnectTimeout);
   auto impl = std::make_shared<CellImpl>(std::move(options));
   if (Status s = impl->Init(); !s.ok()) {
     impl->Stop();

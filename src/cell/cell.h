@@ -40,10 +40,12 @@ struct CellOptions {
   net::SecurityOptions parent_security;
   int io_threads = 1;                                // asio io threads
   int worker_threads = 2;                            // handler threads
-  std::chrono::milliseconds connect_timeout{10000};  // first connection to the parent
-  // Transport settings for every connection (docs/config.md: streaming_chunk_size,
-  // streaming_window_size, max_body_size, the stall guards, heartbeats). Null: loaded by
-  // Start() with base::Config::FromEnvironment() ($EMBER_CONFIG file, EMBER_* variables).
+  // One connection attempt (connect, TLS, HELLO); 0: the config's connect_timeout.
+  std::chrono::milliseconds connect_timeout{0};
+  // Transport and cell settings (docs/config.md: streaming_chunk_size,
+  // streaming_window_size, max_body_size, the stall guards, heartbeats, connect_timeout,
+  // reconnect backoff, goaway_linger). Null: loaded by Start() with
+  // base::Config::FromEnvironment() ($EMBER_CONFIG file, EMBER_* variables).
   std::shared_ptr<const base::Config> config;
 };
 

@@ -15,9 +15,6 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr size_t kMaxQueuedHandlers = 65536;
-constexpr auto kMaxReconnectBackoff = std::chrono::milliseconds(10000);
-constexpr auto kInitialReconnectBackoff = std::chrono::milliseconds(1000);
-constexpr auto kGoawayLinger = std::chrono::milliseconds(500);
 
 void CancelTimer(const std::shared_ptr<asio::steady_timer>& timer) {
   if (timer) asio::post(timer->get_executor(), [timer] { timer->cancel(); });
@@ -49,19 +46,15 @@ struct CellImpl::ParentAttempt {
 CellImpl::CellImpl(CellOptions options)
     : options_(std::move(options)),
       io_(std::make_unique<net::IoPool>(options_.io_threads)),
-      workers_(options_.worker_threads, kMaxQueuedHandlers) {}
+      workers_(options_.worker_threads, kMaxQueuedHandlers),
+      config_(options_.config),
+      reconnect_backoff_(config_->Get(base::kReconnectInitialBackoff)) {}
 
 CellImpl::~CellImpl() { Stop(); }
 
 Status CellImpl::Init() {
   if (!wire::IsValidFqcn(options_.name)) {
     return Status::InvalidArgument(fmt::format("cell name '{}' is not a valid FQCN", options_.name));
-  }
-  config_ = options_.config;
-  if (!config_) {
-    auto config = base::Config::FromEnvironment();
-    if (!config.ok()) return config.status().WithContext(options_.name + ": transport config");
-    config_ = std::make_shared<const base::Config>(std::move(*config));
   }
   relay_min_body_ = config_->Get(base::kStreamingChunkSize);
   EMBER_RETURN_IF_ERROR(LoadTls());
@@ -128,7 +121,7 @@ void CellImpl::ScheduleReconnect() {
     std::lock_guard lock(mu_);
     if (stopping_) return;
     delay = reconnect_backoff_;
-    reconnect_backoff_ = std::min(reconnect_backoff_ * 2, kMaxReconnectBackoff);
+    reconnect_backoff_ = std::min(reconnect_backoff_ * 2, config_->Get(base::kReconnectMaxBackoff));
     reconnect_timer_ = timer;
   }
   EMBER_LOG_INFO("{}: reconnecting to the parent {} in {} ms", options_.name, options_.parent, delay.count());
@@ -170,9 +163,8 @@ net::ConnectionOptions CellImpl::ConnectionOptionsFor(PeerRole role, std::shared
   o.local_name = options_.name;
   if (role == PeerRole::kParent) o.token = options_.parent_token;
   if (role == PeerRole::kChild) o.required_token = options_.token;
-  net::ApplyConfig(*config_, &o);  // chunk, window, max_body_size, guards, heartbeats
+  net::ApplyConfig(*config_, &o);  // chunk, window, max_body_size, guards, heartbeats, linger
   o.handshake_timeout = options_.connect_timeout;
-  o.goaway_linger = kGoawayLinger;
   std::weak_ptr<CellImpl> weak = std::const_pointer_cast<CellImpl>(shared_from_this());
   o.sink_factory = [weak, arrival](const wire::Json& head,
                                    uint64_t size) -> Result<std::unique_ptr<net::StreamSink>> {
@@ -214,7 +206,7 @@ void CellImpl::OnReady(const net::Connection::Ptr& conn, PeerRole role) {
     if (stopping_) return conn->Shutdown("cell stopping");
     if (role == PeerRole::kParent) {
       replaced = std::exchange(parent_, conn);
-      reconnect_backoff_ = kInitialReconnectBackoff;
+      reconnect_backoff_ = config_->Get(base::kReconnectInitialBackoff);
     } else {
       replaced = std::exchange(children_[peer], conn);
     }
@@ -324,7 +316,7 @@ void CellImpl::CloseConnections() {
   for (auto& [id, conn] : connections_) conn->Shutdown("cell " + options_.name + " stopping");
   children_.clear();
   parent_.reset();
-  closed_cv_.wait_for(lock, kGoawayLinger + 500ms, [this] { return connections_.empty(); });
+  closed_cv_.wait_for(lock, config_->Get(base::kGoawayLinger) + 500ms, [this] { return connections_.empty(); });
   if (!connections_.empty()) {
     EMBER_LOG_WARN("{}: {} connections still open at shutdown", options_.name, connections_.size());
   }

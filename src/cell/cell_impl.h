@@ -151,7 +151,7 @@ class CellImpl final : public Cell, public std::enable_shared_from_this<CellImpl
   std::atomic<bool> stopping_{false};
   std::shared_ptr<net::TcpListener> listener_;  // set in Init, reset in StopNow
   std::string listen_address_;                  // immutable after Init
-  std::shared_ptr<const base::Config> config_;  // transport settings; immutable after Init
+  std::shared_ptr<const base::Config> config_;  // non-null (Cell::Start resolves it); immutable
   std::shared_ptr<net::TlsContext> listen_tls_;  // null: clear; immutable after Init
   std::shared_ptr<net::TlsContext> parent_tls_;  // null: clear; immutable after Init
   uint64_t relay_min_body_ = 0;  // larger bodies passing through are relayed as they arrive; set in Init
@@ -169,7 +169,7 @@ class CellImpl final : public Cell, public std::enable_shared_from_this<CellImpl
   net::Connection::Ptr parent_;                                             // guarded by mu_
   std::unordered_map<uint64_t, net::Connection::Ptr> connections_;          // guarded by mu_
   std::shared_ptr<asio::steady_timer> reconnect_timer_;                     // guarded by mu_
-  std::chrono::milliseconds reconnect_backoff_{1000};                       // guarded by mu_
+  std::chrono::milliseconds reconnect_backoff_;                             // guarded by mu_
   bool stop_started_ = false;                                               // guarded by mu_
 };
 

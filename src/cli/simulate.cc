@@ -6,6 +6,7 @@
 #include <random>
 #include <set>
 
+#include "base/config.h"
 #include "base/log.h"
 #include "cli/site.h"
 #include "cli/site_processes.h"
@@ -57,13 +58,17 @@ Status PrepareWorkspace(const std::string& ws, const std::vector<std::string>& s
 }
 
 // How long the sites get to exit after the job ended: the script's shutdown_timeout (at
-// least 5 s, as the launcher gives) plus a margin for the site itself.
-std::chrono::milliseconds SiteExitBound(const fl::JobConfig& job, const std::vector<std::string>& sites) {
-  double script_s = 5;
+// least script_min_shutdown_timeout, as the launcher gives) plus site_exit_margin for the
+// site itself.
+std::chrono::milliseconds SiteExitBound(const fl::JobConfig& job, const std::vector<std::string>& sites,
+                                        const base::Config& config) {
+  std::chrono::milliseconds script = config.Get(base::kScriptMinShutdownTimeout);
   for (const auto& site : sites) {
-    if (auto c = job.ClientConfigFor(site); c.ok()) script_s = std::max(script_s, c->shutdown_timeout);
+    if (auto c = job.ClientConfigFor(site); c.ok()) {
+      script = std::max(script, std::chrono::milliseconds(static_cast<int64_t>(c->shutdown_timeout * 1000)));
+    }
   }
-  return std::chrono::milliseconds(static_cast<int64_t>((script_s + 10) * 1000));
+  return script + config.Get(base::kSiteExitMargin);
 }
 
 // Until the job ends: a site process that dies fails the job, naming the site. A site
@@ -93,16 +98,18 @@ Status RunSimulation(const SimulateOptions& o) {
   const std::string ws = fs::absolute(o.workspace).string();
   EMBER_RETURN_IF_ERROR(PrepareWorkspace(ws, sites));
 
+  EMBER_ASSIGN_OR_RETURN(std::shared_ptr<const base::Config> config, base::ConfigOrEnvironment(nullptr));
   const std::string job_id = NewJobId();
   fl::ServerOptions so{job, job_id, ws + "/server", "127.0.0.1:0",
-                       log::MakeSiteLogger("server", ws + "/server/log.txt"), o.threads};
+                       log::MakeSiteLogger("server", ws + "/server/log.txt"), o.threads, config};
   EMBER_ASSIGN_OR_RETURN(auto started, fl::ServerRuntime::Start(std::move(so)));
   // Shared with the signal handler, which may still run while this function returns.
   std::shared_ptr<fl::ServerRuntime> server = std::move(started);
   signals.OnSignal([server](int sig) { server->Abort("simulation interrupted by " + SignalName(sig)); });
   const std::string context = "job " + job.name + " (" + job_id + ")";
 
-  auto procs = SiteProcesses::Start({job.dir, server->address(), ws, o.log_level}, sites);
+  auto procs = SiteProcesses::Start(
+      {job.dir, server->address(), ws, o.log_level, config->Get(base::kProcessTerminateGrace)}, sites);
   if (!procs.ok()) {
     server->Abort(procs.status().message());
     return server->Wait().WithContext(context);
@@ -111,7 +118,7 @@ Status RunSimulation(const SimulateOptions& o) {
   if (!outcome.ok()) {
     (*procs)->TerminateAll();
   } else {
-    outcome = (*procs)->WaitAll(SiteExitBound(job, sites));
+    outcome = (*procs)->WaitAll(SiteExitBound(job, sites, *config));
   }
   return outcome.WithContext(context);
 }

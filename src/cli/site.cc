@@ -36,7 +36,7 @@ Status RunSite(const SiteOptions& o) {
   logger->flush_on(spdlog::level::warn);  // a failure reaches the file even if we are killed next
   spdlog::set_default_logger(logger);     // the cell's own lines go to the site's log too
 
-  auto started = fl::ClientRuntime::Start({o.name, o.server, std::move(job), ws, logger});
+  auto started = fl::ClientRuntime::Start({o.name, o.server, std::move(job), ws, logger, /*config=*/nullptr});
   // A failure from here on is the job's, whatever its code: exit 1, not a usage error.
   if (!started.ok()) return Status::Aborted(started.status().message());
   // Shared with the handler, which may still run while this function returns.

@@ -96,7 +96,8 @@ std::vector<SiteExit> SiteProcesses::TakeFailures() {
   return out;
 }
 
-void SiteProcesses::TerminateAll(std::chrono::milliseconds grace) {
+void SiteProcesses::TerminateAll() {
+  const std::chrono::milliseconds grace = options_.terminate_grace;
   std::vector<std::thread> stoppers;
   for (auto& s : sites_) {
     if (s.proc->Poll()) continue;
@@ -112,7 +113,7 @@ Status SiteProcesses::WaitAll(std::chrono::milliseconds timeout) {
     const auto left = deadline - std::chrono::steady_clock::now();
     auto status = s.proc->Wait(std::max(std::chrono::duration_cast<std::chrono::milliseconds>(left), 0ms));
     if (!status.ok()) {
-      s.proc->Terminate(2s);
+      s.proc->Terminate(options_.terminate_grace);
       if (first.ok()) first = Status::DeadlineExceeded(s.name + ": site process still running " +
                                                        std::to_string(timeout.count() / 1000) +
                                                        " s after the job ended; terminated");

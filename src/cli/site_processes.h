@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "base/config.h"
 #include "base/status.h"
 #include "base/subprocess.h"
 
@@ -26,6 +27,8 @@ struct SiteProcessOptions {
   std::string server;        // the server cell's "host:port"
   std::string workspace;     // the simulation workspace; each site gets <workspace>/<site>
   std::string log_level = "info";
+  // SIGTERM -> SIGKILL grace when a site is terminated (process_terminate_grace).
+  std::chrono::milliseconds terminate_grace = base::DefaultOf(base::kProcessTerminateGrace);
 };
 
 // A site process that exited with an error or was killed.
@@ -46,9 +49,9 @@ class SiteProcesses {
   // call. Non-blocking, except that a newly exited process gets up to 250 ms for its
   // last output lines.
   std::vector<SiteExit> TakeFailures();
-  // SIGTERM to every running site, SIGKILL to those still running `grace` later. The
-  // sites are stopped in parallel.
-  void TerminateAll(std::chrono::milliseconds grace = std::chrono::seconds(2));
+  // SIGTERM to every running site, SIGKILL to those still running
+  // options.terminate_grace later. The sites are stopped in parallel.
+  void TerminateAll();
   // Waits up to `timeout` for every site to exit on its own, then terminates the rest.
   // OK if every site exited with code 0; else the first failure, naming its site.
   Status WaitAll(std::chrono::milliseconds timeout);

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <utility>
 
+#include "base/config.h"
 #include "base/log.h"
 #include "cell/cell.h"
 #include "cell/message.h"
@@ -25,12 +26,6 @@
 namespace ember {
 namespace {
 
-using namespace std::chrono_literals;
-
-// A task is parked at the site until the server hands one out; rounds can be long.
-constexpr auto kGetTaskTimeout = std::chrono::milliseconds(24h);
-constexpr auto kTransferTimeout = std::chrono::milliseconds(1h);
-constexpr auto kLinkTimeout = std::chrono::milliseconds(60s);
 const char* const kServer = "server";
 
 struct LinkEnv {
@@ -132,12 +127,18 @@ Result<std::string> EncodeParams(const std::map<std::string, Tensor>& params) {
 
 class ScriptClient final : public Client {
  public:
-  ScriptClient(LinkEnv env, std::shared_ptr<cell::Cell> cell) : env_(std::move(env)), cell_(std::move(cell)) {}
+  // Timeouts: script_get_task_timeout, script_transfer_timeout, script_link_timeout.
+  ScriptClient(LinkEnv env, std::shared_ptr<cell::Cell> cell, const base::Config& config)
+      : env_(std::move(env)),
+        cell_(std::move(cell)),
+        get_task_timeout_(config.Get(base::kScriptGetTaskTimeout)),
+        transfer_timeout_(config.Get(base::kScriptTransferTimeout)),
+        link_timeout_(config.Get(base::kScriptLinkTimeout)) {}
   ~ScriptClient() override { cell_->Stop(); }
 
   Result<std::optional<FLModel>> Receive() override {
     if (!running_) return std::optional<FLModel>();
-    auto reply = cell_->Request(env_.site, cell::Message::Make("link.get_task"), kGetTaskTimeout);
+    auto reply = cell_->Request(env_.site, cell::Message::Make("link.get_task"), get_task_timeout_);
     if (!reply.ok()) return reply.status().WithContext("link.get_task to " + env_.site);
     const cell::Json& h = reply->h();
     const std::string task_name = h.value("task_name", "");
@@ -179,9 +180,9 @@ class ScriptClient final : public Client {
     result["site"] = env_.site;
     auto accepted = cell_->Request(kServer, cell::Message::Make("fl.submit_result", std::move(result),
                                                                 cell::BytesBody(std::move(image))),
-                                   kTransferTimeout);
+                                   transfer_timeout_);
     if (!accepted.ok()) return accepted.status().WithContext("fl.submit_result of task " + task_->id);
-    auto reply = cell_->Request(env_.site, cell::Message::Make("link.submit", std::move(h)), kLinkTimeout);
+    auto reply = cell_->Request(env_.site, cell::Message::Make("link.submit", std::move(h)), link_timeout_);
     if (!reply.ok()) return reply.status().WithContext("link.submit to " + env_.site);
     task_.reset();
     return Status::Ok();
@@ -194,7 +195,7 @@ class ScriptClient final : public Client {
  private:
   Result<std::shared_ptr<cell::BodySource>> FetchModel(const std::string& task_id) {
     auto request = cell::Message::Make("fl.get_model", {{"site", env_.site}, {"task_id", task_id}});
-    auto reply = cell_->Request(kServer, std::move(request), kTransferTimeout);
+    auto reply = cell_->Request(kServer, std::move(request), transfer_timeout_);
     if (!reply.ok()) return reply.status().WithContext("fl.get_model of task " + task_id);
     return reply->body;
   }
@@ -207,6 +208,10 @@ class ScriptClient final : public Client {
 
   LinkEnv env_;
   std::shared_ptr<cell::Cell> cell_;
+  // A task is parked at the site until the server hands one out; rounds can be long.
+  const std::chrono::milliseconds get_task_timeout_;
+  const std::chrono::milliseconds transfer_timeout_;
+  const std::chrono::milliseconds link_timeout_;
   bool running_ = true;
   std::optional<Task> task_;  // received and not yet answered
 };
@@ -219,7 +224,9 @@ Result<std::unique_ptr<Client>> Client::Init() {
   // (which the site records as the script's output) unless EMBER_LOG_LEVEL asks for them.
   const char* level = std::getenv("EMBER_LOG_LEVEL");
   log::SetLevel(level && *level ? level : "warn");
+  EMBER_ASSIGN_OR_RETURN(std::shared_ptr<const base::Config> config, base::ConfigOrEnvironment(nullptr));
   cell::CellOptions o;
+  o.config = config;
   o.name = env.cell_name;
   o.parent = env.link;
   o.parent_token = env.token;
@@ -227,7 +234,7 @@ Result<std::unique_ptr<Client>> Client::Init() {
   o.worker_threads = 1;
   auto cell = cell::Cell::Start(std::move(o));
   if (!cell.ok()) return cell.status().WithContext("cannot connect to site " + env.site + " at " + env.link);
-  return std::unique_ptr<Client>(new ScriptClient(std::move(env), std::move(cell).value()));
+  return std::unique_ptr<Client>(new ScriptClient(std::move(env), std::move(cell).value(), *config));
 }
 
 }  // namespace ember

@@ -11,8 +11,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-constexpr auto kRequestTimeout = 60s;
-constexpr int kMaxRetries = 10;
 constexpr auto kAbortPoll = 100ms;
 
 std::string RandomToken() {
@@ -25,6 +23,7 @@ std::string RandomToken() {
 }  // namespace
 
 Result<std::unique_ptr<ClientRuntime>> ClientRuntime::Start(ClientOptions options) {
+  EMBER_ASSIGN_OR_RETURN(options.config, base::ConfigOrEnvironment(std::move(options.config)));
   std::unique_ptr<ClientRuntime> c(new ClientRuntime(std::move(options)));
   c->log_ = c->options_.logger ? c->options_.logger : spdlog::default_logger();
   cell::CellOptions co;
@@ -32,6 +31,7 @@ Result<std::unique_ptr<ClientRuntime>> ClientRuntime::Start(ClientOptions option
   co.parent = c->options_.server_address;
   co.listen = "127.0.0.1:0";
   co.token = RandomToken();
+  co.config = c->options_.config;
   auto cell = cell::Cell::Start(co);
   if (!cell.ok()) return cell.status().WithContext(c->options_.site + ": cannot connect to the server");
   c->cell_ = *cell;
@@ -41,6 +41,8 @@ Result<std::unique_ptr<ClientRuntime>> ClientRuntime::Start(ClientOptions option
       EMBER_ASSIGN_OR_RETURN(ClientConfig config, raw->options_.job.ClientConfigFor(raw->options_.site));
       raw->gc_rounds_ = config.client_memory_gc_rounds;
       LaunchContext ctx{raw->options_.site, raw->job_id_, raw->options_.workspace, token, raw->log_};
+      ctx.terminate_grace = raw->options_.config->Get(base::kProcessTerminateGrace);
+      ctx.min_shutdown_timeout = raw->options_.config->Get(base::kScriptMinShutdownTimeout);
       {
         std::lock_guard lock(raw->executor_mu_);
         raw->executor_ = std::make_unique<LauncherExecutor>(raw->cell_, std::move(config), ctx);
@@ -108,15 +110,16 @@ Status ClientRuntime::Wait() {
 
 Result<std::string> ClientRuntime::Register() {
   Status last;
-  for (int i = 0; i < kMaxRetries && !aborted_; ++i) {
-    auto reply = RequestServer(cell::Message::Make("fl.register", {{"site", options_.site}}), kRequestTimeout);
+  for (int i = 0; i < options_.config->Get(base::kCommunicationMaxAttempts) && !aborted_; ++i) {
+    auto reply = RequestServer(cell::Message::Make("fl.register", {{"site", options_.site}}),
+                               options_.config->Get(base::kCommunicationTimeout));
     if (reply.ok()) {
       log_->info("{}: registered for job {}", options_.site, reply->h().value("job_id", ""));
       return reply->h().value("job_id", std::string());
     }
     last = reply.status();
     if (!last.IsRetryable()) break;
-    std::this_thread::sleep_for(1s);
+    std::this_thread::sleep_for(options_.config->Get(base::kCommunicationRetryInterval));
   }
   if (aborted_) return AbortedStatus();
   return last.WithContext(options_.site + ": registration failed");
@@ -124,13 +127,14 @@ Result<std::string> ClientRuntime::Register() {
 
 Result<cell::Message> ClientRuntime::FetchTask() {
   Status last;
-  for (int i = 0; i < kMaxRetries && !aborted_; ++i) {
-    auto reply = RequestServer(cell::Message::Make("fl.get_task", {{"site", options_.site}}), kRequestTimeout);
+  for (int i = 0; i < options_.config->Get(base::kCommunicationMaxAttempts) && !aborted_; ++i) {
+    auto reply = RequestServer(cell::Message::Make("fl.get_task", {{"site", options_.site}}),
+                               options_.config->Get(base::kCommunicationTimeout));
     if (reply.ok()) return reply;
     last = reply.status();
     if (!last.IsRetryable()) break;
     log_->warn("{}: get_task failed ({}), retrying", options_.site, last.ToString());
-    std::this_thread::sleep_for(1s);
+    std::this_thread::sleep_for(options_.config->Get(base::kCommunicationRetryInterval));
   }
   if (aborted_) return AbortedStatus();
   return last;

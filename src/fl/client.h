@@ -32,6 +32,9 @@ struct ClientOptions {
   JobConfig job;
   std::string workspace;                     // the site's folder
   std::shared_ptr<spdlog::logger> logger;
+  // Timeouts and retries (docs/config.md: communication_*, process_terminate_grace,
+  // script_min_shutdown_timeout) and the cell's transport. Null: Config::FromEnvironment().
+  std::shared_ptr<const base::Config> config;
 };
 
 class ClientRuntime {

@@ -185,7 +185,8 @@ Result<RoundSummary> FedAvg::RunOneRound(ServerComm& comm, int round, const std:
 }
 
 tensor::AccumulateAs FedAvg::AccumulateAs() const {
-  return config_.aggregation_accumulate == "F32" ? tensor::AccumulateAs::kF32 : tensor::AccumulateAs::kF64;
+  auto a = ParseAccumulateAs(config_.aggregation_accumulate);
+  return a.ok() ? *a : tensor::AccumulateAs::kModel;  // validated when the job was loaded
 }
 
 double FedAvg::SiteWeight(const std::string& site, const json& meta) const {

@@ -4,6 +4,8 @@
 #include <fstream>
 #include <regex>
 
+#include "fl/round_accumulator.h"
+
 namespace ember::fl {
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -68,10 +70,7 @@ Status ValidateServer(const ServerConfig& s, const std::string& file) {
     return Status::InvalidArgument(file + ": params_transfer_type must be FULL or DIFF, got '" +
                                    s.params_transfer_type + "'");
   }
-  if (s.aggregation_accumulate != "F64" && s.aggregation_accumulate != "F32") {
-    return Status::InvalidArgument(file + ": aggregation_accumulate must be F64 or F32, got '" +
-                                   s.aggregation_accumulate + "'");
-  }
+  if (auto a = ParseAccumulateAs(s.aggregation_accumulate); !a.ok()) return a.status().WithContext(file);
   if (!s.exclude_vars.empty()) {
     try {
       std::regex re(s.exclude_vars);

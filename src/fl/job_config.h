@@ -32,7 +32,9 @@ struct ServerConfig {
   std::string initial_model = "model/initial.safetensors";  // resolved to an absolute path
   double task_timeout_s = 0;
   int server_memory_gc_rounds = 0;
-  std::string aggregation_accumulate = "F64";  // F64 | F32: float accumulator of the round sum
+  // Float type of the round sum: "model" (each tensor's own: F32 for F32/F16/BF16, F64
+  // for F64, as FLARE), "F32" or "F64" (opt-in: exact to float64, twice the memory).
+  std::string aggregation_accumulate = "model";
 };
 
 struct ClientConfig {

@@ -58,6 +58,28 @@ TEST_F(JobConfigTest, RejectsABadRegexAndAMissingScript) {
   EXPECT_EQ(job->ClientConfigFor("site-1").status().code(), StatusCode::kNotFound);
 }
 
+TEST_F(JobConfigTest, AccumulatesInTheModelsOwnTypeUnlessF64OrF32IsChosen) {
+  auto job = LoadJobConfig(dir_.string());
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->server.aggregation_accumulate, "model");
+  Write("server.json", R"({"min_clients": 2, "aggregation_accumulate": "F64"})");
+  job = LoadJobConfig(dir_.string());
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->server.aggregation_accumulate, "F64");
+}
+
+TEST_F(JobConfigTest, RejectsAnUnknownAccumulatorNamingTheFileAndTheChoices) {
+  Write("server.json", R"({"min_clients": 2, "aggregation_accumulate": "f64"})");
+  auto job = LoadJobConfig(dir_.string());
+  ASSERT_FALSE(job.ok());
+  EXPECT_EQ(job.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(job.status().message().find("server.json"), std::string::npos) << job.status().message();
+  EXPECT_NE(job.status().message().find("model, F32 or F64, got 'f64'"), std::string::npos)
+      << job.status().message();
+  Write("server.json", R"({"min_clients": 2, "aggregation_accumulate": 64})");
+  EXPECT_EQ(LoadJobConfig(dir_.string()).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(JobConfig, MissingFolderIsNotFound) {
   EXPECT_EQ(LoadJobConfig("/nonexistent/job").status().code(), StatusCode::kNotFound);
 }

@@ -19,6 +19,13 @@ Result<ParamsType> ParseParamsType(const std::string& s) {
   return Status::InvalidArgument("params_type must be FULL or DIFF, got '" + s + "'");
 }
 
+Result<tensor::AccumulateAs> ParseAccumulateAs(const std::string& s) {
+  if (s == "model") return tensor::AccumulateAs::kModel;
+  if (s == "F32") return tensor::AccumulateAs::kF32;
+  if (s == "F64") return tensor::AccumulateAs::kF64;
+  return Status::InvalidArgument("aggregation_accumulate must be model, F32 or F64, got '" + s + "'");
+}
+
 RoundAccumulator::RoundAccumulator(GlobalModel base, AccumulatorOptions options)
     : base_(std::move(base)), options_(std::move(options)) {
   sum_ = options_.pool ? options_.pool->Take(base_.tensors(), options_.accumulate_as)

@@ -33,6 +33,11 @@ namespace ember::fl {
 enum class ParamsType { kFull, kDiff };
 Result<ParamsType> ParseParamsType(const std::string& s);
 
+// server.json's aggregation_accumulate: "model" (the default: each float tensor sums in its
+// own precision, F64 only for F64 tensors, as FLARE does), "F32" or "F64" (every float
+// tensor sums in that type).
+Result<tensor::AccumulateAs> ParseAccumulateAs(const std::string& s);
+
 // Hands one round's StreamingSum on to the next round, so its memory is reused (zeroed in
 // place) instead of faulted in and zeroed by the kernel every round: at 1 GB that is a
 // quarter of a million page faults per round. Keeps at most one spare, and only while no
@@ -59,7 +64,7 @@ class SumPool {
 
 struct AccumulatorOptions {
   std::string exclude_vars;                                     // regex; empty = none
-  tensor::AccumulateAs accumulate_as = tensor::AccumulateAs::kF64;
+  tensor::AccumulateAs accumulate_as = tensor::AccumulateAs::kModel;
   std::string journal_dir = "/tmp";                             // rollback journals
   bool journal = true;                                          // false: no rollback (ResultFolder)
   std::shared_ptr<SumPool> pool;                                // null: a new sum every round

@@ -133,6 +133,33 @@ TEST_F(RoundAccumulatorTest, ThePooledSumStartsEachRoundFromZero) {
   EXPECT_EQ(Get(*next, "frozen"), (std::vector<float>{2.5f}));
 }
 
+TEST_F(RoundAccumulatorTest, ADefaultRoundSumsAFloat32ModelInFloat32) {
+  EXPECT_EQ(AccumulatorOptions{}.accumulate_as, tensor::AccumulateAs::kModel);
+  auto pool = std::make_shared<SumPool>();
+  AccumulatorOptions o = Opts();
+  o.pool = pool;
+  {
+    RoundAccumulator round(Base(), o);
+    ASSERT_TRUE(Add(round, "site-1", Image({{"w", {1, 2}}, {"frozen", {3}}}), 1).ok());
+    ASSERT_TRUE(Add(round, "site-2", Image({{"w", {3, 4}}, {"frozen", {5}}}), 1).ok());
+    auto next = round.Finish(Next());
+    ASSERT_TRUE(next.ok()) << next.status().ToString();
+    EXPECT_EQ(Get(*next, "w"), (std::vector<float>{2, 3}));
+  }
+  ASSERT_TRUE(pool->has_spare());
+  auto spare = pool->Take(Base().tensors(), tensor::AccumulateAs::kModel);
+  EXPECT_EQ(spare->memory_bytes(), 3 * sizeof(float));  // one float per element, not a double
+}
+
+TEST(ParseAccumulateAs, AcceptsModelF32AndF64AndNamesTheChoicesOtherwise) {
+  EXPECT_EQ(*ParseAccumulateAs("model"), tensor::AccumulateAs::kModel);
+  EXPECT_EQ(*ParseAccumulateAs("F32"), tensor::AccumulateAs::kF32);
+  EXPECT_EQ(*ParseAccumulateAs("F64"), tensor::AccumulateAs::kF64);
+  auto bad = ParseAccumulateAs("F16");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().message(), "aggregation_accumulate must be model, F32 or F64, got 'F16'");
+}
+
 TEST(SumPool, KeepsNoSpareWhileAnotherSumIsInUse) {
   const std::vector<tensor::TensorInfo> t = {{"w", tensor::DType::kF32, {4}, 0, 16}};
   SumPool pool;

@@ -12,8 +12,6 @@ using namespace std::chrono_literals;
 
 namespace {
 constexpr auto kPollInterval = 100ms;
-constexpr auto kParkLimit = 5s;
-constexpr auto kEndDrain = 5s;
 
 // A site speaks for itself, and so do the cells under it (its training script).
 bool IsFromSite(const std::string& src, const std::string& site) {
@@ -29,7 +27,7 @@ std::optional<std::string> FirstIn(const std::set<std::string>& a, const std::se
 }  // namespace
 
 ServerRuntime::ServerRuntime(ServerOptions options)
-    : options_(std::move(options)), log_(options_.logger), board_(kParkLimit, options_.max_running_tasks) {
+    : options_(std::move(options)), log_(options_.logger), board_(options_.config->Get(base::kTaskParkTimeout), options_.max_running_tasks) {
   if (!log_) log_ = spdlog::default_logger();
 }
 
@@ -40,11 +38,13 @@ ServerRuntime::~ServerRuntime() {
 }
 
 Result<std::unique_ptr<ServerRuntime>> ServerRuntime::Start(ServerOptions options) {
+  EMBER_ASSIGN_OR_RETURN(options.config, base::ConfigOrEnvironment(std::move(options.config)));
   std::unique_ptr<ServerRuntime> s(new ServerRuntime(std::move(options)));
   cell::CellOptions co;
   co.name = "server";
   co.listen = s->options_.listen;
   co.worker_threads = 4;
+  co.config = s->options_.config;
   EMBER_ASSIGN_OR_RETURN(s->cell_, cell::Cell::Start(co));
   s->RegisterHandlers();
   s->log_->info("server listening on {} for job {} ({})", s->address(), s->options_.job.name,
@@ -292,7 +292,7 @@ void ServerRuntime::RunWorkflow() {
 // Waits (bounded) until every registered site has been told "end", so sites shut their
 // scripts down cleanly instead of finding the server gone.
 void ServerRuntime::DrainEnd() {
-  const auto deadline = std::chrono::steady_clock::now() + kEndDrain;
+  const auto deadline = std::chrono::steady_clock::now() + options_.config->Get(base::kEndRunDrainTimeout);
   std::unique_lock lock(mu_);
   while (board_.ended() < sites_.size() && std::chrono::steady_clock::now() < deadline) {
     cv_.wait_for(lock, kPollInterval);

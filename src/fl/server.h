@@ -43,6 +43,9 @@ struct ServerOptions {
   std::string listen = "127.0.0.1:0";
   std::shared_ptr<spdlog::logger> logger;
   int max_running_tasks = 0;             // tasks out at once across all sites; 0 = no limit
+  // task_park_timeout, end_run_drain_timeout (docs/config.md) and the cell's transport.
+  // Null: Config::FromEnvironment().
+  std::shared_ptr<const base::Config> config;
 };
 
 // Called when a site's result starts to arrive (its header is known, the safetensors
@@ -89,6 +92,7 @@ class ServerRuntime : public ServerComm {
                               std::shared_ptr<cell::BodySource> body, ResultStarter on_result) override;
 
  private:
+  // REQUIRES: options.config is set (Start resolves it).
   explicit ServerRuntime(ServerOptions options);
   void RegisterHandlers();
   void OnRegister(cell::Message m, cell::Responder r);

@@ -116,6 +116,8 @@ void ApplyConfig(const base::Config& config, ConnectionOptions* o) {
   o->check_interval = config.Get(base::kConnectionCheckInterval);
   o->heartbeat_interval = config.Get(base::kHeartbeatInterval);
   o->heartbeat_misses = static_cast<int>(config.Get(base::kHeartbeatMisses));
+  o->handshake_timeout = config.Get(base::kConnectTimeout);
+  o->goaway_linger = config.Get(base::kGoawayLinger);
 }
 
 std::string Connection::Describe() const {

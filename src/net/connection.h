@@ -48,35 +48,39 @@ enum class ConnectionRole {
   kAcceptor,   // answers HELLO, checks the token
 };
 
+// Every field that has a config key (docs/config.md) defaults to the registry's default;
+// ApplyConfig() sets them all from a loaded base::Config. 0 disables a timeout.
 struct ConnectionOptions {
   std::string local_name;      // our FQCN, sent in HELLO
   std::string token;           // token we present in HELLO; empty = none
   std::string required_token;  // acceptor: the peer must present this; empty = none
-  size_t chunk_size = 1 << 20;                  // DATA frame payload when sending
-  uint64_t max_body_size = 64ull << 30;         // larger incoming bodies are rejected
   size_t max_incoming_streams = 1024;           // more open at once is a protocol error
   size_t max_queued_messages = 4096;            // Send() beyond this: kResourceExhausted
   size_t max_queued_header_bytes = 64 << 20;    // same, for HEAD bytes not yet written
-  std::chrono::milliseconds handshake_timeout{10000};
-  std::chrono::milliseconds goaway_linger{1000};  // Shutdown(): wait this long for GOAWAY to flush
   StreamSinkFactory sink_factory;               // null: buffer each body in memory
-  // Flow control and guards; ApplyConfig() sets them from base::Config. 0 disables a timeout.
-  uint64_t window_size = wire::kDefaultWindow;              // streaming_window_size
-  std::chrono::milliseconds send_timeout{30000};            // streaming_send_timeout
-  std::chrono::milliseconds ack_progress_timeout{60000};    // streaming_ack_progress_timeout
-  std::chrono::milliseconds ack_progress_check_interval{5000};
-  std::chrono::milliseconds stall_timeout{45000};           // sfm_send_stall_timeout
-  int stall_consecutive_checks = 3;                         // sfm_send_stall_consecutive_checks
-  bool close_stalled = false;                               // sfm_close_stalled_connection
-  std::chrono::milliseconds check_interval{5000};           // connection_check_interval
-  std::chrono::milliseconds heartbeat_interval{60000};      // heartbeat_interval
-  int heartbeat_misses = 3;                                 // heartbeat_misses
+
+  // ---- from the config registry (key in the comment)
+  size_t chunk_size = base::DefaultOf(base::kStreamingChunkSize);        // DATA payload when sending
+  uint64_t max_body_size = base::DefaultOf(base::kMaxBodySize);          // larger incoming bodies are rejected
+  uint64_t window_size = base::DefaultOf(base::kStreamingWindowSize);    // announced in our HELLO
+  std::chrono::milliseconds handshake_timeout = base::DefaultOf(base::kConnectTimeout);
+  std::chrono::milliseconds goaway_linger = base::DefaultOf(base::kGoawayLinger);  // Shutdown(): GOAWAY flush wait
+  std::chrono::milliseconds send_timeout = base::DefaultOf(base::kStreamingSendTimeout);
+  std::chrono::milliseconds ack_progress_timeout = base::DefaultOf(base::kStreamingAckProgressTimeout);
+  std::chrono::milliseconds ack_progress_check_interval = base::DefaultOf(base::kStreamingAckProgressCheckInterval);
+  std::chrono::milliseconds stall_timeout = base::DefaultOf(base::kSfmSendStallTimeout);
+  int stall_consecutive_checks = static_cast<int>(base::DefaultOf(base::kSfmSendStallConsecutiveChecks));
+  bool close_stalled = base::DefaultOf(base::kSfmCloseStalledConnection);
+  std::chrono::milliseconds check_interval = base::DefaultOf(base::kConnectionCheckInterval);
+  std::chrono::milliseconds heartbeat_interval = base::DefaultOf(base::kHeartbeatInterval);
+  int heartbeat_misses = static_cast<int>(base::DefaultOf(base::kHeartbeatMisses));
+
   // Checked when the peer's HELLO arrives (both roles), with the name it claims and what its
   // certificate proved; an error refuses the link with GOAWAY. Null: accept any name.
   std::function<Status(const std::string& peer_name, const PeerIdentity& identity)> authorize_peer;
 };
 
-// Sets chunk_size, max_body_size, window_size and the guard fields from `config`.
+// Sets every field that has a config key (the "from the config registry" group) from `config`.
 void ApplyConfig(const base::Config& config, ConnectionOptions* options);
 
 class Connection : public std::enable_shared_from_this<Connection> {

@@ -277,6 +277,8 @@ TEST(ApplyConfig, SetsTheConnectionFromEveryTransportKey) {
   ASSERT_TRUE(c.Set("heartbeat_interval", "11", "t").ok());
   ASSERT_TRUE(c.Set("heartbeat_misses", "5", "t").ok());
   ASSERT_TRUE(c.Set("max_body_size", "1GiB", "t").ok());
+  ASSERT_TRUE(c.Set("connect_timeout", "3", "t").ok());
+  ASSERT_TRUE(c.Set("goaway_linger", "250ms", "t").ok());
   ConnectionOptions o;
   ApplyConfig(c, &o);
   EXPECT_EQ(o.chunk_size, 256u << 10);
@@ -291,6 +293,30 @@ TEST(ApplyConfig, SetsTheConnectionFromEveryTransportKey) {
   EXPECT_EQ(o.heartbeat_interval, 11s);
   EXPECT_EQ(o.heartbeat_misses, 5);
   EXPECT_EQ(o.max_body_size, 1ull << 30);
+  EXPECT_EQ(o.handshake_timeout, 3s);
+  EXPECT_EQ(o.goaway_linger, 250ms);
+}
+
+TEST(ConnectionOptions, DefaultsAreTheConfigRegistryDefaults) {
+  const base::Config defaults;  // every key at its registered default
+  ConnectionOptions from_registry;
+  ApplyConfig(defaults, &from_registry);
+  ConnectionOptions o;
+  EXPECT_EQ(o.window_size, 32u << 20);  // docs/config.md; not the wire's 16 MiB fallback
+  EXPECT_EQ(o.window_size, from_registry.window_size);
+  EXPECT_EQ(o.chunk_size, from_registry.chunk_size);
+  EXPECT_EQ(o.max_body_size, from_registry.max_body_size);
+  EXPECT_EQ(o.handshake_timeout, from_registry.handshake_timeout);
+  EXPECT_EQ(o.goaway_linger, from_registry.goaway_linger);
+  EXPECT_EQ(o.send_timeout, from_registry.send_timeout);
+  EXPECT_EQ(o.ack_progress_timeout, from_registry.ack_progress_timeout);
+  EXPECT_EQ(o.ack_progress_check_interval, from_registry.ack_progress_check_interval);
+  EXPECT_EQ(o.stall_timeout, from_registry.stall_timeout);
+  EXPECT_EQ(o.stall_consecutive_checks, from_registry.stall_consecutive_checks);
+  EXPECT_EQ(o.close_stalled, from_registry.close_stalled);
+  EXPECT_EQ(o.check_interval, from_registry.check_interval);
+  EXPECT_EQ(o.heartbeat_interval, from_registry.heartbeat_interval);
+  EXPECT_EQ(o.heartbeat_misses, from_registry.heartbeat_misses);
 }
 
 }  // namespace

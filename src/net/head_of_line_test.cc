@@ -42,7 +42,7 @@ std::shared_ptr<ConnectionEvents> ServerEvents(std::shared_ptr<PatternTally> tal
 }
 
 ConnectionOptions ServerOptions(std::shared_ptr<PatternTally> tally) {
-  ConnectionOptions o;  // defaults = docs/config.md defaults: 1 MiB chunks, 16 MiB window
+  ConnectionOptions o;  // defaults = docs/config.md defaults: 1 MiB chunks, 32 MiB window
   o.local_name = "server";
   o.sink_factory = [tally](const wire::Json& head, uint64_t size) -> Result<std::unique_ptr<StreamSink>> {
     if (head.value("topic", "") == "bulk") return std::unique_ptr<StreamSink>(std::make_unique<PatternCheckSink>(tally));

@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "base/config.h"
 #include "base/status.h"
 #include "net/stream_sink.h"
 #include "wire/frame.h"
@@ -41,7 +42,7 @@ struct IncomingMessage {
 class StreamAssembler {
  public:
   struct Limits {
-    uint64_t max_body_size = 64ull << 30;
+    uint64_t max_body_size = base::DefaultOf(base::kMaxBodySize);
     size_t max_open_streams = 1024;
     uint64_t window = wire::kDefaultWindow;  // initial credit per stream, as our HELLO said
   };

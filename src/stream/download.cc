@@ -422,4 +422,9 @@ Status DownloadToFile(const std::shared_ptr<cell::Cell>& cell, std::string owner
   return s;
 }
 
+void ApplyConfig(const base::Config& config, DownloadOptions* options) {
+  options->request_timeout = config.Get(base::kStreamingPerRequestTimeout);
+  options->retry = RetryPolicy::FromConfig(config);
+}
+
 }  // namespace ember::stream

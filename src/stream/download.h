@@ -23,6 +23,7 @@
 #include <span>
 #include <string>
 
+#include "base/config.h"
 #include "base/status.h"
 #include "cell/cell.h"
 #include "stream/object_ref.h"
@@ -37,13 +38,17 @@ struct DownloadOptions {
   std::string topic_prefix = "dl";                  // must match the owner's DownloadService
   uint64_t chunk_size = 2 << 20;                    // bytes asked for per request
   int window = 2;                                   // chunk requests outstanding at once (K)
-  std::chrono::milliseconds request_timeout{60000};  // per chunk request, per attempt
-  RetryPolicy retry;                                // 3 retries, 1 s doubling, cap 60 s
+  // per chunk request, per attempt (streaming_per_request_timeout)
+  std::chrono::milliseconds request_timeout = base::DefaultOf(base::kStreamingPerRequestTimeout);
+  RetryPolicy retry;                                // 3 retries, 1 s doubling, cap 60 s (config)
   uint64_t start_offset = 0;                        // resume: the bytes before it are not fetched
   ProgressCallback on_progress;                     // bytes, MB/s, ETA
   std::chrono::milliseconds progress_interval{1000};
   std::chrono::milliseconds log_interval{5000};     // log a line this often for long downloads
 };
+
+// Sets request_timeout and retry from `config` (a loaded Config; defaults come from the registry).
+void ApplyConfig(const base::Config& config, DownloadOptions* options);
 
 struct DownloadChunk {
   uint64_t offset = 0;      // of bytes[0] in the object

@@ -160,4 +160,8 @@ void HandlePush(const std::shared_ptr<cell::Cell>& cell, const std::string& topi
   });
 }
 
+void ApplyConfig(const base::Config& config, PushOptions* options) {
+  options->timeout = config.Get(base::kStreamingPushTimeout);
+}
+
 }  // namespace ember::stream

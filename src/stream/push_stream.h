@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 
+#include "base/config.h"
 #include "base/status.h"
 #include "cell/cell.h"
 #include "stream/progress.h"
@@ -29,12 +30,16 @@ using cell::BodySource;
 struct PushOptions {
   std::string topic;                             // the receiver's HandlePush topic; REQUIRED
   cell::Json h = cell::Json::object();           // application headers delivered with the blob
-  std::chrono::milliseconds timeout{600000};     // whole transfer plus the receiver's reply
+  // whole transfer plus the receiver's reply (streaming_push_timeout)
+  std::chrono::milliseconds timeout = base::DefaultOf(base::kStreamingPushTimeout);
   ProgressCallback on_progress;                  // sender side, on the calling thread
   std::chrono::milliseconds progress_interval{1000};
   std::chrono::milliseconds log_interval{5000};  // log a line this often for long pushes
   bool notify_receiver = true;                   // send "<topic>.progress" fires
 };
+
+// Sets timeout from `config` (a loaded Config; defaults come from the registry).
+void ApplyConfig(const base::Config& config, PushOptions* options);
 
 // Sends `body` to `dst` and returns the receiver's reply.
 Result<cell::Message> PushStream(const std::shared_ptr<cell::Cell>& cell, const std::string& dst,

@@ -10,4 +10,10 @@ std::chrono::milliseconds RetryPolicy::Backoff(int retry) const {
   return std::clamp(delay, std::chrono::milliseconds(0), max_backoff);
 }
 
+RetryPolicy RetryPolicy::FromConfig(const base::Config& config) {
+  return {.max_retries = static_cast<int>(config.Get(base::kDownloadMaxRetries)),
+          .base_backoff = config.Get(base::kDownloadRetryBackoff),
+          .max_backoff = config.Get(base::kDownloadRetryMaxBackoff)};
+}
+
 }  // namespace ember::stream

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "stream/body_views.h"
+#include "stream/download.h"
+#include "stream/push_stream.h"
 #include "stream/object_ref.h"
 #include "stream/progress.h"
 #include "stream/retry_policy.h"
@@ -35,6 +37,33 @@ TEST(RetryPolicy, BaseAndCapAreConfigurable) {
   EXPECT_EQ(p.Backoff(1), 10ms);
   EXPECT_EQ(p.Backoff(3), 40ms);
   EXPECT_EQ(p.Backoff(4), 50ms);
+}
+
+TEST(RetryPolicy, ComesFromTheDownloadConfigKeys) {
+  base::Config c;
+  ASSERT_TRUE(c.Set("download_max_retries", "5", "test").ok());
+  ASSERT_TRUE(c.Set("download_retry_backoff", "200ms", "test").ok());
+  ASSERT_TRUE(c.Set("download_retry_max_backoff", "1", "test").ok());
+  RetryPolicy p = RetryPolicy::FromConfig(c);
+  EXPECT_EQ(p.max_retries, 5);
+  EXPECT_EQ(p.Backoff(1), 200ms);
+  EXPECT_EQ(p.Backoff(4), 1s);
+}
+
+TEST(StreamOptions, TimeoutsComeFromTheConfig) {
+  base::Config c;
+  ASSERT_TRUE(c.Set("streaming_per_request_timeout", "7", "test").ok());
+  ASSERT_TRUE(c.Set("download_max_retries", "0", "test").ok());
+  ASSERT_TRUE(c.Set("streaming_push_timeout", "90", "test").ok());
+  DownloadOptions d;
+  EXPECT_EQ(d.request_timeout, 60s);  // registry default
+  ApplyConfig(c, &d);
+  EXPECT_EQ(d.request_timeout, 7s);
+  EXPECT_EQ(d.retry.max_retries, 0);
+  PushOptions push;
+  EXPECT_EQ(push.timeout, 600s);
+  ApplyConfig(c, &push);
+  EXPECT_EQ(push.timeout, 90s);
 }
 
 TEST(ProgressMeter, ReportsRateAndEta) {

@@ -28,6 +28,16 @@ Status CheckWeight(const std::string& name, double weight) {
 
 }  // namespace
 
+bool AccumulatesInF32(AccumulateAs accumulate_as, DType dtype) {
+  if (!IsFloatingPoint(dtype)) return false;
+  switch (accumulate_as) {
+    case AccumulateAs::kF32: return true;
+    case AccumulateAs::kF64: return false;
+    case AccumulateAs::kModel: return dtype != DType::kF64;
+  }
+  return false;
+}
+
 Status WeightedSum::Add(const std::string& name, const TensorView& x, double weight) {
   EMBER_RETURN_IF_ERROR(CheckWeight(name, weight));
   Result<TensorView> checked = TensorView::Make(x.dtype, x.shape, x.bytes);
@@ -100,7 +110,7 @@ Result<WeightedSum::Accumulator*> WeightedSum::FindOrCreate(const std::string& n
   acc.shape = shape;
   acc.nbytes = *nbytes;
   size_t count = *nbytes / DTypeSize(dtype);
-  bool narrow = accumulate_as_ == AccumulateAs::kF32 && IsFloatingPoint(dtype);
+  bool narrow = AccumulatesInF32(accumulate_as_, dtype);
   if (narrow) {
     acc.sum32.resize(count);
   } else {

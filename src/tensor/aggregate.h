@@ -8,7 +8,8 @@
 //   EMBER_ASSIGN_OR_RETURN(std::vector<uint8_t> mean, sum.Mean("w", DType::kF32));
 //
 // Accumulators: floating-point inputs accumulate in F64, or in F32 with
-// AccumulateAs::kF32 (half the memory, less precise); integer and bool inputs always
+// AccumulateAs::kF32 (half the memory, less precise), or as the input's own float type
+// with AccumulateAs::kModel (F64 only for F64 inputs); integer and bool inputs always
 // accumulate in F64. Means to integer dtypes round to nearest (ties away from zero) and
 // saturate (NaN -> 0); to BOOL give 1 where the mean is >= 0.5. Weights must be finite
 // and >= 0.
@@ -30,7 +31,13 @@
 
 namespace ember::tensor {
 
-enum class AccumulateAs { kF32, kF64 };
+// The float type a sum of floating-point tensors accumulates in. kModel follows each
+// tensor's own dtype as FLARE's numpy/torch sums do: F32 for F32/F16/BF16 tensors, F64 for
+// F64 tensors. Integer and bool tensors accumulate in F64 whatever the choice.
+enum class AccumulateAs { kF32, kF64, kModel };
+
+// True if a tensor of `dtype` accumulates in F32 under `accumulate_as`.
+bool AccumulatesInF32(AccumulateAs accumulate_as, DType dtype);
 
 class WeightedSum {
  public:

@@ -13,7 +13,7 @@ StreamingSum::StreamingSum(const std::vector<TensorInfo>& tensors, AccumulateAs 
     Slot slot;
     slot.info = info;
     const uint64_t n = info.num_elements();
-    if (accumulate_as == AccumulateAs::kF32 && IsFloatingPoint(info.dtype)) {
+    if (AccumulatesInF32(accumulate_as, info.dtype)) {
       slot.sum32.resize(n);
       memory_bytes_ += n * sizeof(float);
     } else {

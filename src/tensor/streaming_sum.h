@@ -31,7 +31,8 @@ namespace ember::tensor {
 class StreamingSum {
  public:
   // One accumulator per tensor of `tensors` (the global model's, in its order). Floating-point
-  // tensors accumulate as `accumulate_as`; integer and bool tensors always in F64.
+  // tensors accumulate as `accumulate_as` (kModel: F64 for F64 tensors, else F32); integer
+  // and bool tensors always in F64.
   StreamingSum(const std::vector<TensorInfo>& tensors, AccumulateAs accumulate_as);
 
   size_t size() const { return tensors_.size(); }

@@ -60,6 +60,29 @@ TEST(StreamingSum, AcceptsOtherInputDtypesAndRejectsOutOfRangePieces) {
   EXPECT_EQ(sum.memory_bytes(), 4 * sizeof(float) + 2 * sizeof(double));
 }
 
+TEST(StreamingSum, ModelAccumulationFollowsEachTensorsOwnFloatType) {
+  std::vector<TensorInfo> model = {{"f32", DType::kF32, {4}, 0, 16},
+                                   {"f16", DType::kF16, {4}, 16, 24},
+                                   {"bf16", DType::kBF16, {4}, 24, 32},
+                                   {"f64", DType::kF64, {4}, 32, 64},
+                                   {"i64", DType::kI64, {4}, 64, 96}};
+  StreamingSum sum(model, AccumulateAs::kModel);
+  // F32 accumulators for the three 32-bit-or-narrower floats, F64 for F64 and integers.
+  EXPECT_EQ(sum.memory_bytes(), 3 * 4 * sizeof(float) + 2 * 4 * sizeof(double));
+  EXPECT_TRUE(sum.Fits(model, AccumulateAs::kModel));
+  EXPECT_FALSE(sum.Fits(model, AccumulateAs::kF64));
+}
+
+TEST(AccumulatesInF32, FollowsTheChoiceForFloatsAndKeepsIntegersInF64) {
+  EXPECT_TRUE(AccumulatesInF32(AccumulateAs::kModel, DType::kF32));
+  EXPECT_TRUE(AccumulatesInF32(AccumulateAs::kModel, DType::kBF16));
+  EXPECT_FALSE(AccumulatesInF32(AccumulateAs::kModel, DType::kF64));
+  EXPECT_TRUE(AccumulatesInF32(AccumulateAs::kF32, DType::kF64));
+  EXPECT_FALSE(AccumulatesInF32(AccumulateAs::kF64, DType::kF16));
+  EXPECT_FALSE(AccumulatesInF32(AccumulateAs::kF32, DType::kI32));
+  EXPECT_FALSE(AccumulatesInF32(AccumulateAs::kModel, DType::kBool));
+}
+
 TEST(StreamingSum, ConcurrentStreamsFoldWithoutLosingUpdates) {
   std::vector<TensorInfo> model = {{"w", DType::kF32, {1000}, 0, 4000}};
   StreamingSum sum(model, AccumulateAs::kF64);

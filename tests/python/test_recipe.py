@@ -57,7 +57,7 @@ def test_export_writes_the_documented_job_folder(scripts, tmp_path):
         "params_transfer_type": "FULL", "save_filename": "FL_global_model.safetensors",
         "best_filename": "best_FL_global_model.safetensors",
         "initial_model": "model/initial.safetensors", "task_timeout_s": 0,
-        "server_memory_gc_rounds": 0, "aggregation_accumulate": "F64"}
+        "server_memory_gc_rounds": 0, "aggregation_accumulate": "model"}
     assert _read(os.path.join(job, "client.json")) == {
         "executor": "launcher", "train_script": "client.py", "train_args": "", "command": "python3 -u",
         "launch_once": True, "shutdown_timeout": 0.0, "framework": "numpy",
@@ -92,6 +92,12 @@ def test_export_carries_every_option(scripts, tmp_path):
             client["client_memory_gc_rounds"], client["cuda_empty_cache"]) == \
         ("--lr 0.1", "python3", False, 2.0, 2, True)
     assert sorted(os.listdir(os.path.join(job, "custom"))) == ["client.py", "helpers.py", "site2.py"]
+
+
+@pytest.mark.parametrize("choice", ["F64", "F32", "model"])
+def test_aggregation_accumulate_is_exported_as_chosen(scripts, tmp_path, choice):
+    job = _recipe(scripts, aggregation_accumulate=choice).export(str(tmp_path / "job"))
+    assert _read(os.path.join(job, "server.json"))["aggregation_accumulate"] == choice
 
 
 def test_initial_ckpt_is_copied(scripts, tmp_path):
@@ -176,6 +182,8 @@ def test_add_experiment_tracking_is_recorded_in_client_json(scripts, tmp_path):
     ({"model": {"w": np.zeros(2, np.uint32)}}, ValueError, "model: tensor 'w'"),
     ({"model": {"class_path": "net.Net", "args": {}}}, NotImplementedError, "class_path"),
     ({"model": 3}, TypeError, "model must be"),
+    ({"aggregation_accumulate": "f64"}, ValueError, "aggregation_accumulate must be one of 'model', 'F32', 'F64', got 'f64'"),
+    ({"aggregation_accumulate": 64}, ValueError, "aggregation_accumulate must be one of"),
 ])
 def test_bad_arguments_are_refused_naming_the_argument(scripts, kwargs, error, message):
     with pytest.raises(error, match=message):

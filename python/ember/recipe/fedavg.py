@@ -49,6 +49,7 @@ class TransferType(str, enum.Enum):
 
 
 _SUPPORTED_FRAMEWORKS = ("numpy", "pytorch")
+_ACCUMULATE = ("model", "F32", "F64")  # server.json aggregation_accumulate (docs/job-format.md)
 # client.json keys a site may override, and FLARE's per-site keys Ember has no use for.
 _SITE_KEYS = ("train_script", "train_args", "command", "launch_once", "shutdown_timeout",
               "framework", "client_memory_gc_rounds", "init_timeout")
@@ -82,7 +83,7 @@ class FedAvgRecipe:
                  aggregation_weights: Optional[Dict[str, float]] = None,
                  server_memory_gc_rounds: int = 0, enable_tensor_disk_offload: bool = False,
                  client_memory_gc_rounds: int = 0, cuda_empty_cache: bool = False,
-                 aggregation_accumulate: str = "F64"):
+                 aggregation_accumulate: str = "model"):
         _unsupported("aggregator", aggregator,
                      "Ember aggregates in C++ (weighted FedAvg, see exclude_vars and "
                      "aggregation_weights)")
@@ -118,9 +119,12 @@ class FedAvgRecipe:
         self.exclude_vars = _regex("exclude_vars", exclude_vars)
         self.aggregation_weights = _weights(aggregation_weights)
         self.server_memory_gc_rounds = _int("server_memory_gc_rounds", server_memory_gc_rounds, 0)
-        if aggregation_accumulate not in ("F64", "F32"):
-            raise ValueError(f"aggregation_accumulate must be 'F64' or 'F32', got {aggregation_accumulate!r}")
-        self.aggregation_accumulate = aggregation_accumulate  # Ember's own: the round sum's float type
+        if not isinstance(aggregation_accumulate, str) or aggregation_accumulate not in _ACCUMULATE:
+            raise ValueError("aggregation_accumulate must be one of "
+                             f"{', '.join(repr(a) for a in _ACCUMULATE)}, got {aggregation_accumulate!r}")
+        # Ember's own: the round sum's float type. "model" sums each tensor in its own
+        # precision (F32 for float32/16/bfloat16, F64 for float64), as FLARE's numpy sums do.
+        self.aggregation_accumulate = aggregation_accumulate
         self.client_memory_gc_rounds = _int("client_memory_gc_rounds", client_memory_gc_rounds, 0)
         self.cuda_empty_cache = _bool("cuda_empty_cache", cuda_empty_cache)
         self.tracking: Optional[Dict[str, Any]] = None  # set by add_experiment_tracking

@@ -48,7 +48,7 @@ LauncherExecutor::LauncherExecutor(std::shared_ptr<cell::Cell> cell, ClientConfi
 }
 
 LauncherExecutor::~LauncherExecutor() {
-  if (proc_) proc_->Terminate(2s);
+  if (proc_) proc_->Terminate(ctx_.terminate_grace);
 }
 
 void LauncherExecutor::OnPeer(const std::string& peer, bool connected) {
@@ -170,7 +170,7 @@ Result<cell::Message> LauncherExecutor::Execute(const cell::Message& task) {
     cv_.wait_for(lock, kTick);
     if (result_) break;
     if (aborted_) {
-      proc_->Terminate(2s);
+      proc_->Terminate(ctx_.terminate_grace);
       return Status::Aborted("job aborted while the training script was running");
     }
     if (proc_->Poll()) {
@@ -182,7 +182,7 @@ Result<cell::Message> LauncherExecutor::Execute(const cell::Message& task) {
     }
     const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     if (!connected_ && task_ && waited > config_.init_timeout) {
-      proc_->Terminate(2s);
+      proc_->Terminate(ctx_.terminate_grace);
       return ScriptFailure("did not call init() within " + std::to_string(config_.init_timeout) + " s");
     }
   }
@@ -207,12 +207,13 @@ void LauncherExecutor::Finish() {
     waiting_.reset();
   }
   if (!proc_) return;
-  const auto grace = std::chrono::milliseconds(static_cast<int64_t>(std::max(5.0, config_.shutdown_timeout) * 1000));
+  const auto grace = std::max(ctx_.min_shutdown_timeout,
+                              std::chrono::milliseconds(static_cast<int64_t>(config_.shutdown_timeout * 1000)));
   auto exit = proc_->Wait(grace);
   if (!exit.ok()) {
     ctx_.log->warn("{}: training script still running {} ms after the job ended; terminating", ctx_.site,
                    grace.count());
-    proc_->Terminate(2s);
+    proc_->Terminate(ctx_.terminate_grace);
   } else {
     ctx_.log->info("{}: training script {}", ctx_.site, proc_->DescribeExit());
   }

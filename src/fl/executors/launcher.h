@@ -16,12 +16,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 
+#include "base/config.h"
 #include "base/subprocess.h"
 #include "cell/cell.h"
 #include "fl/job_config.h"
@@ -34,6 +36,11 @@ struct LaunchContext {
   std::string workspace;     // the site's folder; the script's working directory
   std::string link_token;    // the token the script presents in HELLO
   std::shared_ptr<spdlog::logger> log;
+  // SIGTERM -> SIGKILL grace when the script is terminated (process_terminate_grace).
+  std::chrono::milliseconds terminate_grace = base::DefaultOf(base::kProcessTerminateGrace);
+  // Least time the script gets to exit after the job ended (script_min_shutdown_timeout);
+  // the job's shutdown_timeout may give it more.
+  std::chrono::milliseconds min_shutdown_timeout = base::DefaultOf(base::kScriptMinShutdownTimeout);
 };
 
 class LauncherExecutor {
@@ -48,7 +55,8 @@ class LauncherExecutor {
   // Hands `task` (its header) to the script and waits until the script reports that the
   // server accepted its result; returns that report (the result header).
   Result<cell::Message> Execute(const cell::Message& task);
-  // Tells the script the job ended and waits (shutdown_timeout, at least 5 s) for it to exit.
+  // Tells the script the job ended and waits (shutdown_timeout, at least
+  // ctx.min_shutdown_timeout) for it to exit.
   void Finish();
   // Makes a running Execute return kAborted at once and stops the script.
   void Abort();
