@@ -5,6 +5,7 @@
 #   ember_layer(net                       # library ember_net, headers "net/..."
 #     SOURCES connection.cc tcp.cc ...
 #     DEPS wire                           # layers below it: linked PUBLIC, headers visible
+#                                         # (PRIVATE_DEPS: linked PRIVATE, visible to it alone)
 #     LIBS ember_asio OpenSSL::SSL)       # anything else it links PUBLIC
 #   ember_layer(apps EXECUTABLE ember SOURCES main.cc DEPS cli)   # a program on top
 #
@@ -35,11 +36,12 @@ function(_ember_symlink target link)
 endfunction()
 
 function(ember_layer layer)
-  cmake_parse_arguments(L "" "EXECUTABLE" "SOURCES;DEPS;LIBS;EXPORTS" ${ARGN})
+  cmake_parse_arguments(L "" "EXECUTABLE" "SOURCES;DEPS;PRIVATE_DEPS;LIBS;EXPORTS" ${ARGN})
   if(L_UNPARSED_ARGUMENTS)
     message(FATAL_ERROR "ember_layer(${layer}): unknown arguments ${L_UNPARSED_ARGUMENTS}")
   endif()
   list(TRANSFORM L_DEPS PREPEND ember_ OUTPUT_VARIABLE dep_targets)
+  list(TRANSFORM L_PRIVATE_DEPS PREPEND ember_ OUTPUT_VARIABLE private_targets)
   file(RELATIVE_PATH dir ${PROJECT_SOURCE_DIR} ${CMAKE_CURRENT_SOURCE_DIR})
   get_property(known GLOBAL PROPERTY EMBER_LAYERS)
   if(layer IN_LIST known)
@@ -48,7 +50,7 @@ function(ember_layer layer)
   endif()
   if(L_EXECUTABLE)
     add_executable(${L_EXECUTABLE} ${L_SOURCES})
-    target_link_libraries(${L_EXECUTABLE} PRIVATE ${dep_targets} ${L_LIBS})
+    target_link_libraries(${L_EXECUTABLE} PRIVATE ${dep_targets} ${private_targets} ${L_LIBS})
     set(target ${L_EXECUTABLE})
   else()
     set(target ember_${layer})
@@ -62,7 +64,7 @@ function(ember_layer layer)
       _ember_symlink(${PROJECT_SOURCE_DIR}/include/${path} ${root}/${path})
     endforeach()
     target_include_directories(${target} PUBLIC $<BUILD_INTERFACE:${root}>)
-    target_link_libraries(${target} PUBLIC ${dep_targets} ${L_LIBS})
+    target_link_libraries(${target} PUBLIC ${dep_targets} ${L_LIBS} PRIVATE ${private_targets})
   endif()
   set_property(GLOBAL APPEND PROPERTY EMBER_LAYERS ${layer})
   set_property(GLOBAL PROPERTY EMBER_LAYER_${layer}_TARGET ${target})

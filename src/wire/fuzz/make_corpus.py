@@ -4,7 +4,7 @@
 Reads tests/data/frames/*.bin and writes <fuzz dir>/corpus/<target>/<seed>, in the fuzz
 directory of the layer each target tests (TARGET_DIRS). Byte-stream targets
 (frame_decoder, stream_assembler, connection) take a split-plan prefix before the
-stream (fuzz_targets.h, PlanSplits): b"\\x00" feeds it in one piece; b"\\x04\\x01\\x07\\x10\\x00"
+stream (base/fuzz/fuzz_harness.h, PlanSplits): b"\\x00" feeds it in one piece; b"\\x04\\x01\\x07\\x10\\x00"
 in chunks of 1, 7, 16 bytes and an empty read, cycled. The high nibble of the first
 byte holds target options. Inputs that still break an invariant live in findings/, not
 here, until the code is fixed; then they move to regressions/.
