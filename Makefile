@@ -1,5 +1,5 @@
 # Front door. `make demo` runs hello-numpy; `make test` builds and runs every test;
-# `make fuzz` runs the wire fuzz targets for FUZZ_SECONDS each (docs/fuzzing.md).
+# `make fuzz` runs every layer's fuzz targets (src/*/fuzz) for FUZZ_SECONDS each (docs/fuzzing.md).
 PY     ?= /usr/bin/python3
 BUILD  ?= build
 JOBS   ?= $(shell nproc)

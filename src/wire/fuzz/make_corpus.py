@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of the fuzz targets (docs/fuzzing.md) from the golden frames.
 
-Reads tests/data/frames/*.bin and writes corpus/<target>/<seed>. Byte-stream targets
+Reads tests/data/frames/*.bin and writes <fuzz dir>/corpus/<target>/<seed>, in the fuzz
+directory of the layer each target tests (TARGET_DIRS). Byte-stream targets
 (frame_decoder, stream_assembler, connection) take a split-plan prefix before the
-stream (fuzz_targets.h, PlanSplits): b"\\x00" feeds it in one piece; b"\\x04\\x01\\x07\\x10\\x00"
+stream (base/fuzz/fuzz_harness.h, PlanSplits): b"\\x00" feeds it in one piece; b"\\x04\\x01\\x07\\x10\\x00"
 in chunks of 1, 7, 16 bytes and an empty read, cycled. The high nibble of the first
 byte holds target options. Inputs that still break an invariant live in findings/, not
 here, until the code is fixed; then they move to regressions/.
@@ -18,7 +19,14 @@ import shutil
 import struct
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-FRAMES = os.path.join(HERE, "..", "..", "..", "tests", "data", "frames")
+SRC = os.path.join(HERE, "..", "..")
+FRAMES = os.path.join(SRC, "..", "tests", "data", "frames")
+TARGET_DIRS = {
+    "frame_decoder": os.path.join(SRC, "wire", "fuzz"),
+    "message_header": os.path.join(SRC, "wire", "fuzz"),
+    "stream_assembler": os.path.join(SRC, "net", "fuzz"),
+    "connection": os.path.join(SRC, "net", "fuzz"),
+}
 HEADER = struct.Struct("<2sBBHHII")  # magic, version, type, flags, reserved, stream, length
 WHOLE = b"\x00"
 SPLIT = b"\x04\x01\x07\x10\x00"
@@ -58,7 +66,7 @@ def golden():
 
 
 def write(target, name, data):
-    d = os.path.join(HERE, "corpus", target)
+    d = os.path.join(TARGET_DIRS[target], "corpus", target)
     os.makedirs(d, exist_ok=True)
     with open(os.path.join(d, name), "wb") as f:
         f.write(data)
@@ -124,7 +132,8 @@ def connection(cases):
 
 
 def main():
-    shutil.rmtree(os.path.join(HERE, "corpus"), ignore_errors=True)
+    for target, d in TARGET_DIRS.items():
+        shutil.rmtree(os.path.join(d, "corpus", target), ignore_errors=True)
     cases = golden()
     frame_decoder(cases)
     message_header(cases)

@@ -1,6 +1,6 @@
 #include <algorithm>
 
-#include "wire/fuzz/fuzz_targets.h"
+#include "base/fuzz/fuzz_harness.h"
 
 namespace ember::fuzz {
 

@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <new>
 
-#include "wire/fuzz/fuzz_targets.h"
+#include "base/fuzz/fuzz_harness.h"
 
 void* operator new(std::size_t size) {
   if (size > ember::fuzz::kMaxAllocationBytes) {

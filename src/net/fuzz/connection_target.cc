@@ -12,8 +12,8 @@
 #include <string>
 
 #include "net/connection.h"
+#include "net/fuzz/fuzz_targets.h"
 #include "wire/frame_decoder.h"
-#include "wire/fuzz/fuzz_targets.h"
 
 namespace ember::fuzz {
 namespace {

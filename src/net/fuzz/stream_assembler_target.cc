@@ -5,8 +5,8 @@
 #include <string>
 
 #include "net/stream_assembler.h"
+#include "net/fuzz/fuzz_targets.h"
 #include "wire/frame_decoder.h"
-#include "wire/fuzz/fuzz_targets.h"
 
 namespace ember::fuzz {
 namespace {
